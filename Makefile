@@ -1,0 +1,46 @@
+# One-command entry points. Everything installs itself into .venv from pinned versions.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+LOCK := requirements/test.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test lint format unit sandbox lock clean
+
+help:
+	@echo "make test     set up .venv (pinned) and run lint and the whole test suite"
+	@echo "make sandbox  run the HubSpot sandbox on 127.0.0.1:8765 in the foreground"
+	@echo "make lint     ruff check and format check"
+	@echo "make lock     re-pin $(LOCK) from setup.cfg"
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): $(BIN)/uv $(LOCK) setup.cfg pyproject.toml
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python $(LOCK)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest
+
+sandbox: $(STAMP)
+	$(BIN)/python -m airflow_provider_hubexport.sandbox --port 8765
+
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.10 setup.cfg --extra test -o $(LOCK)
+
+clean:
+	rm -rf $(VENV) .airflow build *.egg-info

@@ -1,0 +1,91 @@
+"""Apache Airflow provider for HubSpot's CRM Exports API.
+
+Kept import-free: Airflow reads ``get_provider_info`` on start-up and DAG files import our
+operators on every parse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_MODULE = "airflow_provider_hubexport"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Provider metadata for Airflow's ProvidersManager (validated against its schema in tests)."""
+    integration = "HubSpot CRM Exports"
+    return {
+        "package-name": "airflow-provider-hubexport",
+        "name": "HubSpot CRM Exports",
+        "description": "Start, wait for and download HubSpot CRM exports (contacts, companies, deals, "
+        "lists, custom objects) as CSV, XLS or XLSX files.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": integration,
+                "external-doc-url": "https://developers.hubspot.com/docs/api-reference/crm-exports-v3/guide",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": integration, "python-modules": [f"{_MODULE}.hooks.hubspot"]}],
+        "connection-types": [
+            {
+                "hook-class-name": f"{_MODULE}.hooks.hubspot.HubSpotHook",
+                "hook-name": "HubSpot",
+                "connection-type": "hubspot",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "schema", "port"],
+                    "relabeling": {"host": "API base URL", "password": "Access token"},
+                    "placeholders": {
+                        "host": "https://api.hubapi.com",
+                        "password": "pat-na1-... (private app token) or an OAuth access token",
+                    },
+                },
+                "conn-fields": {
+                    "api_version": {
+                        "label": "API version",
+                        "description": "v3 (paths /crm/v3/exports/...) or 2026-03 (date-versioned paths).",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["v3", "2026-03", None],
+                            "default": "v3",
+                        },
+                    },
+                    "client_id": {
+                        "label": "OAuth client id",
+                        "description": "With client secret and refresh token: refresh OAuth access tokens.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "client_secret": {
+                        "label": "OAuth client secret",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "refresh_token": {
+                        "label": "OAuth refresh token",
+                        "description": "From an OAuth app install with the crm.export scope.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "connect_timeout": {
+                        "label": "Connect timeout (s)",
+                        "schema": {"type": ["number", "null"], "default": 10},
+                    },
+                    "read_timeout": {
+                        "label": "Read timeout (s)",
+                        "schema": {"type": ["number", "null"], "default": 60},
+                    },
+                    "retry_max_attempts": {
+                        "label": "Retry: max attempts",
+                        "description": "Attempts per call on 429, 5xx and network errors.",
+                        "schema": {"type": ["integer", "null"], "default": 6},
+                    },
+                    "retry_max_seconds": {
+                        "label": "Retry: max seconds",
+                        "description": "Total time one call may spend retrying.",
+                        "schema": {"type": ["number", "null"], "default": 300},
+                    },
+                },
+            }
+        ],
+    }

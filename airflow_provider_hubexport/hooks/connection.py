@@ -1,0 +1,140 @@
+"""Reads a ``hubspot`` Airflow connection into settings both transports use. No I/O.
+
+It is the single place that decides which host the token may be sent to: https always, plain http
+only to a loopback address (the sandbox).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
+from airflow_provider_hubexport.hooks.retry import RetryPolicy
+from airflow_provider_hubexport.models import API_VERSIONS, DEFAULT_API_VERSION
+
+DEFAULT_HOST = "https://api.hubapi.com"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+SECRET_EXTRAS = ("client_secret", "refresh_token")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url_scheme(url: str, what: str) -> None:
+    """Refuse a URL the provider must not talk to: not http(s), or plain http off loopback."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HubSpotExportRequestError(f"{what} must be an http(s) URL with a host.")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise HubSpotExportRequestError(
+            f"{what} uses plain http to {parts.hostname}, which would expose credentials on the network. "
+            "Use https; plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost)."
+        )
+
+
+def _number(extras: dict[str, Any], key: str, default: float, *, integer: bool = False) -> Any:
+    value = extras.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise HubSpotExportRequestError(f"Connection extra {key!r} must be a number, got {value!r}.")
+    if number < 0:
+        raise HubSpotExportRequestError(f"Connection extra {key!r} must not be negative, got {value!r}.")
+    return number
+
+
+def base_url_of(host: str | None, schema: str | None, port: int | None) -> str:
+    host = (host or "").strip() or DEFAULT_HOST
+    if "://" not in host:
+        scheme = schema if schema in ("http", "https") else "https"
+        host = f"{scheme}://{host}"
+    parts = urlsplit(host)
+    netloc = parts.netloc
+    if port and not parts.port:
+        netloc = f"{netloc}:{port}"
+    url = f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
+    check_url_scheme(url, "The HubSpot connection's host")
+    return url
+
+
+@dataclass(frozen=True)
+class HubSpotConnectionSettings:
+    """What a hook or trigger needs from the connection; secrets are kept out of ``repr``."""
+
+    base_url: str
+    access_token: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    api_version: str = DEFAULT_API_VERSION
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    verify: bool | str = True
+    proxies: dict[str, str] | None = None
+
+    @property
+    def oauth(self) -> bool:
+        return bool(self.client_id and self.client_secret and self.refresh_token)
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s for s in (self.access_token, self.client_secret, self.refresh_token) if s]
+
+    @classmethod
+    def from_connection(cls, conn: Any, conn_id: str = "hubspot_default") -> HubSpotConnectionSettings:
+        extras = dict(conn.extra_dejson or {})
+        api_version = str(extras.get("api_version") or DEFAULT_API_VERSION)
+        if api_version not in API_VERSIONS:
+            raise HubSpotExportRequestError(
+                f"Connection {conn_id!r}: extra 'api_version' must be one of {', '.join(API_VERSIONS)}; "
+                f"got {api_version!r}."
+            )
+        oauth_parts = {k: extras.get(k) or None for k in ("client_id", "client_secret", "refresh_token")}
+        given = [k for k, v in oauth_parts.items() if v]
+        if given and len(given) != 3:
+            missing = sorted(set(oauth_parts) - set(given))
+            raise HubSpotExportRequestError(
+                f"Connection {conn_id!r}: OAuth refresh needs client_id, client_secret and refresh_token "
+                f"in the extras; {', '.join(missing)} missing. Remove all three to use a private app token."
+            )
+        token = conn.password or None
+        if not token and not given:
+            raise HubSpotExportRequestError(
+                f"Connection {conn_id!r} has no credentials: put a private app access token in the "
+                "password field ('Access token'), or client_id, client_secret and refresh_token in the extras."
+            )
+        retry = RetryPolicy(
+            max_attempts=_number(extras, "retry_max_attempts", RetryPolicy.max_attempts, integer=True) or 1,
+            max_seconds=_number(extras, "retry_max_seconds", RetryPolicy.max_seconds),
+        )
+        verify = extras.get("verify", True)
+        proxies = extras.get("proxies") if isinstance(extras.get("proxies"), dict) else None
+        return cls(
+            base_url=base_url_of(conn.host, conn.schema, conn.port),
+            access_token=token,
+            client_id=oauth_parts["client_id"],
+            client_secret=oauth_parts["client_secret"],
+            refresh_token=oauth_parts["refresh_token"],
+            api_version=api_version,
+            connect_timeout=_number(extras, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            read_timeout=_number(extras, "read_timeout", DEFAULT_READ_TIMEOUT),
+            retry=retry,
+            verify=verify,
+            proxies=proxies,
+        )

@@ -1,0 +1,196 @@
+"""The HubSpot hook: auth, retries and HubSpot's error format for the CRM Exports API."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import requests
+import tenacity
+from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk.log import mask_secret
+
+from airflow_provider_hubexport.exceptions import HubSpotExportError
+from airflow_provider_hubexport.hooks import auth
+from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, HubSpotConnectionSettings
+from airflow_provider_hubexport.hooks.retry import RetryPolicy
+from airflow_provider_hubexport.models import (
+    ApiRequest,
+    ExportStatus,
+    get_export_request,
+    parse_start_response,
+    parse_status,
+    parse_token_response,
+    read_response,
+    start_export_request,
+    status_request,
+    token_refresh_request,
+    transient_error,
+    validate_id,
+)
+
+# A task id far beyond any HubSpot issues: the status call for it costs one request and answers
+# 404 when the token and scope are good.
+PROBE_TASK_ID = "999999999999999999"
+USER_AGENT = "airflow-provider-hubexport"
+
+
+class HubSpotHook(HttpHook):
+    """Talks to HubSpot's CRM Exports API.
+
+    Differs from ``HttpHook`` where its defaults are wrong for HubSpot: connection extras are
+    settings, never HTTP headers (they hold the client secret and refresh token); the token goes in
+    a Bearer header, to the API host only (redirects are not followed); every call has connect and
+    read timeouts; 429, 5xx and network errors are retried within a budget; and errors keep HubSpot's
+    category, correlation id and missing scopes instead of becoming ``"503:Service Unavailable"``.
+
+    :param hubspot_conn_id: the ``hubspot`` connection: host (default ``https://api.hubapi.com``),
+        password (the access token), extras ``api_version``, ``client_id``, ``client_secret``,
+        ``refresh_token``, ``connect_timeout``, ``read_timeout``, ``retry_max_attempts``,
+        ``retry_max_seconds``.
+    """
+
+    conn_name_attr = "hubspot_conn_id"
+    default_conn_name = "hubspot_default"
+    conn_type = "hubspot"
+    hook_name = "HubSpot"
+    default_host = DEFAULT_HOST
+
+    def __init__(self, hubspot_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(method="GET", http_conn_id=hubspot_conn_id, **kwargs)
+        self.hubspot_conn_id = hubspot_conn_id
+        self._settings: HubSpotConnectionSettings | None = None
+        self._session: requests.Session | None = None
+
+    # -- connection ----------------------------------------------------------------------------
+    @property
+    def settings(self) -> HubSpotConnectionSettings:
+        if self._settings is None:
+            conn = self.get_connection(self.hubspot_conn_id)
+            settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
+            for secret in settings.secrets:
+                mask_secret(secret)
+            self._settings = settings
+        return self._settings
+
+    def _set_base_url(self, connection: Any) -> None:
+        self.base_url = self.settings.base_url
+        self._base_url_initialized = True
+
+    def _configure_session_from_auth(self, session: requests.Session, connection: Any) -> requests.Session:
+        # Authorization is set per request, so a refreshed OAuth token takes effect at once.
+        session.auth = None
+        return session
+
+    def _configure_session_from_extra(
+        self, session: requests.Session, connection: Any, extra_options: dict[str, Any]
+    ) -> requests.Session:
+        # HttpHook would send every unknown extra as a header; ours are settings and secrets.
+        session.verify = self.settings.verify
+        if self.settings.proxies:
+            session.proxies = self.settings.proxies
+        self.merged_extra = {}
+        return session
+
+    def get_conn(
+        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
+    ) -> requests.Session:
+        """One ``requests.Session`` per hook, so polls reuse the HTTP connection."""
+        if self._session is None:
+            session = super().get_conn(headers, extra_options)
+            session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    # -- one call, with auth and retries ---------------------------------------------------------
+    def _send_once(self, request: ApiRequest) -> Any:
+        settings = self.settings
+        session = self.get_conn()
+
+        def send(token: str | None) -> requests.Response:
+            headers = {"Authorization": f"Bearer {token}"} if request.authenticated else {}
+            try:
+                return session.request(
+                    request.method,
+                    self.base_url + request.path,
+                    json=request.json,
+                    data=request.form,
+                    headers=headers,
+                    timeout=(settings.connect_timeout, settings.read_timeout),
+                    allow_redirects=False,
+                )
+            except (requests.ConnectionError, requests.Timeout) as err:
+                raise transient_error(request.describe, err) from None
+
+        token = None
+        if request.authenticated:
+            if auth.needs_refresh(settings):
+                self._refresh_token()
+            token = auth.cached_token(settings)
+        response = send(token)
+        if response.status_code == 401 and request.authenticated and settings.oauth:
+            # Refresh once and retry once; a second 401 is final.
+            auth.forget_token(settings, token)
+            self._refresh_token()
+            response = send(auth.cached_token(settings))
+        return read_response(response.status_code, response.headers, response.content, request.describe)
+
+    def call(self, request: ApiRequest) -> Any:
+        """Send one API request with the connection's retry policy; return the JSON body."""
+        retrying = tenacity.Retrying(**self.settings.retry.tenacity_kwargs(self.log, request.describe))
+        return retrying(self._send_once, request)
+
+    def _refresh_token(self) -> None:
+        s = self.settings
+        payload = self.call(
+            token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or "")
+        )
+        token = parse_token_response(payload)
+        mask_secret(token.token)
+        auth.store_token(s, token)
+        self.log.info("Refreshed the HubSpot OAuth access token (valid for a while; cached).")
+
+    # -- the exports API ---------------------------------------------------------------------------
+    def start_export(self, request: dict[str, Any]) -> str:
+        """Start an export; returns HubSpot's task id (also the export id)."""
+        api_request = start_export_request(self.settings.api_version, request)
+        task_id = parse_start_response(self.call(api_request))
+        self.log.info(
+            "Started HubSpot export %r: task id %s", api_request.json.get("exportName", ""), task_id
+        )
+        return task_id
+
+    def get_export_status(self, task_id: str | int) -> ExportStatus:
+        tid = validate_id(task_id, "export_task_id")
+        status = parse_status(self.call(status_request(self.settings.api_version, tid)), tid)
+        if status.result_url:
+            mask_secret(status.result_url)
+        return status
+
+    def get_export(self, export_id: str | int) -> dict[str, Any]:
+        payload = self.call(get_export_request(self.settings.api_version, export_id))
+        if not isinstance(payload, dict):
+            raise HubSpotExportError("HubSpot returned a malformed export description: not an object.")
+        return payload
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the token and the crm.export scope with one status call that must answer 404."""
+        try:
+            # A short retry budget: the UI's Test button should answer in seconds.
+            self._settings = replace(self.settings, retry=RetryPolicy(max_attempts=2, max_seconds=10))
+            self.get_export_status(PROBE_TASK_ID)
+        except HubSpotExportError as err:
+            if err.status_code == 404:
+                return (
+                    True,
+                    "Connection successfully tested: the token is valid and has the crm.export scope.",
+                )
+            return False, str(err)
+        except Exception as err:  # test_connection reports, it does not raise
+            return False, f"{type(err).__name__}: {err}"
+        return True, "Connection successfully tested: the token is valid and has the crm.export scope."

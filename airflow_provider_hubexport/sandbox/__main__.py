@@ -1,0 +1,84 @@
+"""``python -m airflow_provider_hubexport.sandbox``: run the sandbox in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from airflow_provider_hubexport.sandbox.server import DEFAULT_TOKEN, Sandbox
+from airflow_provider_hubexport.sandbox.state import ExportPlan
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m airflow_provider_hubexport.sandbox",
+        description="A HubSpot-compatible CRM Exports API on loopback, for DAG development without HubSpot.",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (loopback only; default 127.0.0.1)"
+    )
+    p.add_argument("--port", type=int, default=8765, help="API port (default 8765; 0 picks a free one)")
+    p.add_argument("--files-port", type=int, default=0, help="file host port (default: a free one)")
+    p.add_argument(
+        "--token", default=DEFAULT_TOKEN, help=f"the only Bearer token accepted (default {DEFAULT_TOKEN})"
+    )
+    p.add_argument("--pending-seconds", type=float, default=1.0, help="time an export stays PENDING")
+    p.add_argument("--processing-seconds", type=float, default=2.0, help="time an export stays PROCESSING")
+    p.add_argument("--rows", type=int, default=25, help="rows per export")
+    p.add_argument("--url-ttl", type=float, default=300.0, help="seconds a signed result URL stays valid")
+    p.add_argument("--cancel", action="store_true", help="every export ends CANCELED")
+    p.add_argument(
+        "--rate-limit", type=int, default=0, help="API requests allowed per --rate-window (0: none)"
+    )
+    p.add_argument("--rate-window", type=float, default=10.0, help="rate-limit window in seconds")
+    p.add_argument("--workdir", default=None, help="where result files are written (default: a temp dir)")
+    p.add_argument("--ready-file", default=None, help="write the API URL here once listening (for scripts)")
+    args = p.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        p.error("--host must be a loopback address: the sandbox is for local development only")
+    return args
+
+
+async def serve(args: argparse.Namespace) -> None:
+    plan = ExportPlan(
+        pending_seconds=args.pending_seconds,
+        processing_seconds=args.processing_seconds,
+        row_count=args.rows,
+        url_ttl=args.url_ttl,
+        cancel=args.cancel,
+    )
+    sandbox = Sandbox(
+        token=args.token,
+        host=args.host,
+        port=args.port,
+        files_port=args.files_port,
+        plan=plan,
+        rate_limit=(args.rate_limit, args.rate_window) if args.rate_limit else None,
+        workdir=args.workdir,
+    )
+    await sandbox.start_async()
+    print(f"HubSpot sandbox: API {sandbox.api_url}, files {sandbox.files_url}", flush=True)
+    print("Use this connection:", flush=True)
+    print(f"export AIRFLOW_CONN_HUBSPOT_DEFAULT='{json.dumps(sandbox.connection())}'", flush=True)
+    if args.ready_file:
+        with open(args.ready_file, "w") as fh:
+            fh.write(sandbox.api_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await sandbox.stop_async()
+    print("HubSpot sandbox stopped.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    asyncio.run(serve(parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

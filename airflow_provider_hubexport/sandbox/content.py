@@ -1,0 +1,216 @@
+"""Deterministic CRM rows written as CSV, XLSX or XLS files, packaged the way HubSpot packages them.
+
+Files are written to disk row by row, so an export of hundreds of MB never sits in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+FIRST_NAMES = ["Ada", "Zoë", "José", "Søren", "李", "Renée", "O'Brien", "Łukasz", "Ngozi", "Émile"]
+LAST_NAMES = ["Lovelace", "Müller", "García, Jr.", 'the "Hammer"', "Ångström", "Nakamura", "Okafor"]
+COMPANIES = ["Acme, Inc.", "Globex", 'Initech "Labs"', "Umbrella\nHoldings", "Stark Industries", "Wayne Ent."]
+
+
+def _value(rng: random.Random, prop: str, i: int, object_type: str) -> str:
+    p = prop.lower()
+    if p in ("hs_object_id", "id", "vid"):
+        return str(1000 + i)
+    if "email" in p:
+        return f"user{i}@example.com"
+    if p.startswith("first"):
+        return rng.choice(FIRST_NAMES)
+    if p.startswith("last"):
+        return rng.choice(LAST_NAMES)
+    if p in ("company", "name", "dealname"):
+        return rng.choice(COMPANIES)
+    if "date" in p or p.endswith("_at"):
+        return f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z"
+    if "amount" in p or "revenue" in p:
+        return f"{rng.randint(0, 10_000_000) / 100:.2f}"
+    if "notes" in p or "description" in p:
+        return rng.choice(["plain", "two\nlines", 'said "hi", left', "emoji 🚀 ok", ""])
+    return f"{object_type.lower()}-{prop}-{i}"
+
+
+def iter_rows(export_id: str, object_type: str, properties: list[str], row_count: int) -> Iterator[list[str]]:
+    """Rows are a function of the export id alone: the same export always has the same bytes."""
+    rng = random.Random(f"{export_id}:{object_type}")
+    for i in range(row_count):
+        yield [_value(rng, prop, i, object_type) for prop in properties]
+
+
+@dataclass(frozen=True)
+class Packaging:
+    """HubSpot (since 2025) zips a CSV over 2 MB and splits rows over several files past a limit."""
+
+    zip_over_bytes: int = 2 * 1024 * 1024
+    rows_per_file: int = 1_000_000
+    rows_per_xls_file: int = 65_535
+
+
+def _write_csv(path: str, header: list[str], rows: Iterator[list[str]], limit: int) -> int:
+    n = 0
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(row)
+            n += 1
+            if n >= limit:
+                break
+    return n
+
+
+def _col(i: int) -> str:
+    name = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        name = chr(65 + r) + name
+    return name
+
+
+_XLSX_STATIC = {
+    "[Content_Types].xml": '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/xl/workbook.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+    '<Override PartName="/xl/worksheets/sheet1.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>',
+    "_rels/.rels": '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" '
+    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
+    'Target="xl/workbook.xml"/></Relationships>',
+    "xl/workbook.xml": '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+    '<sheets><sheet name="Export" sheetId="1" r:id="rId1"/></sheets></workbook>',
+    "xl/_rels/workbook.xml.rels": '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" '
+    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
+    'Target="worksheets/sheet1.xml"/></Relationships>',
+}
+
+
+def _write_xlsx(path: str, header: list[str], rows: Iterator[list[str]], limit: int) -> int:
+    """A minimal, valid XLSX with inline strings, streamed row by row into the ZIP."""
+    n = 0
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in _XLSX_STATIC.items():
+            zf.writestr(name, text)
+        with zf.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as fh:
+            out = io.TextIOWrapper(fh, encoding="utf-8")
+            out.write(
+                '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+            )
+
+            def row_xml(r: int, values: list[str]) -> str:
+                cells = "".join(
+                    f'<c r="{_col(c)}{r}" t="inlineStr"><is><t xml:space="preserve">{escape(v)}</t></is></c>'
+                    for c, v in enumerate(values)
+                )
+                return f'<row r="{r}">{cells}</row>'
+
+            out.write(row_xml(1, header))
+            for row in rows:
+                n += 1
+                out.write(row_xml(n + 1, row))
+                if n >= limit:
+                    break
+            out.write("</sheetData></worksheet>")
+            out.flush()
+            out.detach()
+    return n
+
+
+def _write_xls(path: str, header: list[str], rows: Iterator[list[str]], limit: int) -> int:
+    try:
+        import xlwt
+    except ImportError:
+        raise RuntimeError(
+            "The sandbox writes XLS files with xlwt: pip install xlwt (it is in the test extra)."
+        )
+    book = xlwt.Workbook(encoding="utf-8")
+    sheet = book.add_sheet("Export")
+    for c, v in enumerate(header):
+        sheet.write(0, c, v)
+    n = 0
+    for row in rows:
+        n += 1
+        for c, v in enumerate(row):
+            sheet.write(n, c, v)
+        if n >= limit:
+            break
+    book.save(path)
+    return n
+
+
+WRITERS = {"CSV": (_write_csv, "csv"), "XLSX": (_write_xlsx, "xlsx"), "XLS": (_write_xls, "xls")}
+
+
+def write_export(
+    directory: str,
+    base_name: str,
+    export_id: str,
+    object_type: str,
+    properties: list[str],
+    fmt: str,
+    row_count: int,
+    packaging: Packaging,
+) -> str:
+    """Write the export's file(s) into ``directory`` and return the path of what gets served."""
+    writer, ext = WRITERS[fmt]
+    per_file = packaging.rows_per_xls_file if fmt == "XLS" else packaging.rows_per_file
+    rows = iter_rows(export_id, object_type, properties, row_count)
+    parts: list[str] = []
+    remaining = row_count
+    while True:
+        part = os.path.join(directory, f"{base_name}-{len(parts) + 1}.{ext}")
+        written = writer(part, properties, rows, max(1, min(per_file, remaining)) if remaining else 1)
+        parts.append(part)
+        remaining -= written
+        if remaining <= 0:
+            break
+    single = os.path.join(directory, f"{base_name}.{ext}")
+    if len(parts) == 1:
+        os.replace(parts[0], single)
+        if fmt != "CSV" or os.path.getsize(single) <= packaging.zip_over_bytes:
+            return single
+        parts = [single]
+    archive = os.path.join(directory, f"{base_name}.zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        for part in parts:
+            zf.write(part, os.path.basename(part))
+            os.remove(part)
+    return archive
+
+
+def write_unsafe_zip(directory: str, base_name: str) -> str:
+    """A ZIP whose members try to escape the extraction directory."""
+    archive = os.path.join(directory, f"{base_name}.zip")
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.csv", "id\n1\n")
+        zf.writestr("../escaped.csv", "id\n2\n")
+        zf.writestr("/tmp/absolute.csv", "id\n3\n")
+    return archive
+
+
+def corrupt_file(path: str) -> None:
+    """Damage a file in the middle, keeping its size, as a broken storage layer would."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:
+        fh.seek(size // 2)
+        fh.write(b"\0" * min(64, max(1, size - size // 2)))

@@ -1,0 +1,96 @@
+"""What the sandbox knows: export plans, injected faults, recorded requests and exports. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULT_KINDS = ("status", "reset", "delay", "non_json", "missing_fields", "unknown_status")
+
+
+@dataclass
+class ExportPlan:
+    """How one export behaves. Time-based by default; poll-based when ``*_polls`` are set, which
+    makes a test's sequence of statuses exact whatever the machine's speed."""
+
+    pending_seconds: float = 1.0
+    processing_seconds: float = 2.0
+    pending_polls: int | None = None
+    processing_polls: int | None = None
+    cancel: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    row_count: int = 25
+    url_ttl: float = 300.0
+    cut_downloads: int = 0
+    corrupt: bool = False
+    unsafe_zip: bool = False
+
+    @property
+    def poll_based(self) -> bool:
+        return self.pending_polls is not None or self.processing_polls is not None
+
+
+@dataclass
+class Fault:
+    """A misbehaviour for the next ``times`` API requests whose path contains ``path``.
+
+    kinds: ``status`` (an HTTP error with HubSpot's body), ``reset`` (connection dropped),
+    ``delay`` (slow answer), ``non_json`` (a 200 that is not JSON), ``missing_fields`` (a 200 JSON
+    without the fields), ``unknown_status`` (a status HubSpot never documented).
+    """
+
+    kind: str = "status"
+    status: int = 503
+    times: int = 1
+    path: str = ""
+    method: str | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.times > 0 and self.path in path and (self.method is None or self.method == method)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    server: str  # "api" or "files"
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Export:
+    id: str
+    request: dict[str, Any]
+    plan: ExportPlan
+    created: float
+    api_version: str
+    polls: int = 0
+    file_path: str | None = None
+    downloads: int = 0
+    completed_at: float | None = None
+
+    def status(self, now: float) -> str:
+        plan = self.plan
+        final = "CANCELED" if plan.cancel else "COMPLETE"
+        if plan.poll_based:
+            pending = plan.pending_polls or 0
+            processing = plan.processing_polls or 0
+            if self.polls <= pending:
+                return "PENDING"
+            if self.polls <= pending + processing:
+                return "PROCESSING"
+            return final
+        elapsed = now - self.created
+        if elapsed < plan.pending_seconds:
+            return "PENDING"
+        if elapsed < plan.pending_seconds + plan.processing_seconds:
+            return "PROCESSING"
+        return final

@@ -1,0 +1,82 @@
+"""Shared fixtures: a private AIRFLOW_HOME, a sandbox on loopback, and a connection to it.
+
+AIRFLOW_HOME is set before anything imports airflow, so no test touches ~/airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+_home = tempfile.mkdtemp(prefix="hubexport-tests-airflow-")
+os.environ["AIRFLOW_HOME"] = _home
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(__file__), "..", "dags"))
+os.environ.pop("AIRFLOW_CONN_HUBSPOT_DEFAULT", None)
+
+import pytest  # noqa: E402
+
+from airflow_provider_hubexport.sandbox import Sandbox  # noqa: E402
+
+# Recognisable secrets: a test can search any output for them.
+SECRET_TOKEN = "pat-na1-SECRET-TOKEN-1b2c3d"
+SECRET_CLIENT_ID = "client-id-7f"
+SECRET_CLIENT_SECRET = "SECRET-CLIENT-SECRET-9e8d"
+SECRET_REFRESH_TOKEN = "SECRET-REFRESH-TOKEN-5a4b"
+FAST_RETRY = {"retry_max_attempts": 4, "retry_max_seconds": 20}
+
+
+@pytest.fixture
+def sandbox():
+    sb = Sandbox(
+        token=SECRET_TOKEN,
+        oauth_client=(SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, SECRET_REFRESH_TOKEN),
+    )
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_cache():
+    from airflow_provider_hubexport.hooks import auth
+
+    auth.clear_cache()
+    yield
+    auth.clear_cache()
+
+
+@pytest.fixture
+def connect(sandbox, monkeypatch):
+    """Point ``hubspot_default`` (or another id) at the sandbox with the given fields and extras."""
+
+    def _connect(conn_id: str = "hubspot_default", **fields):
+        extra = {**FAST_RETRY, **fields.pop("extra", {})}
+        conn = {**sandbox.connection(**extra), **fields}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        return conn
+
+    return _connect
+
+
+@pytest.fixture
+def hook(connect):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    connect()
+    h = HubSpotHook()
+    yield h
+    h.close()
+
+
+CONTACTS = {
+    "exportType": "VIEW",
+    "format": "CSV",
+    "exportName": "contacts",
+    "objectType": "CONTACT",
+    "objectProperties": ["email", "firstname", "lastname", "notes"],
+    "language": "EN",
+}
