@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
 class HubSpotExportError(AirflowException):
@@ -75,8 +75,12 @@ def _rebuild(cls: type[HubSpotExportError], message: str, state: dict) -> HubSpo
     return exc
 
 
-class HubSpotExportCanceledError(HubSpotExportError):
-    """HubSpot canceled the export; retrying the same export cannot help."""
+class HubSpotExportCanceledError(HubSpotExportError, AirflowFailException):
+    """HubSpot canceled the export; retrying the same export cannot help.
+
+    An ``AirflowFailException``, so the task fails without retries, and a sensor with
+    ``soft_fail=True`` is skipped instead (Airflow's sensors skip on this type in every mode).
+    """
 
 
 class HubSpotExportRequestError(HubSpotExportError, ValueError):

@@ -12,7 +12,11 @@ import tempfile
 _home = tempfile.mkdtemp(prefix="hubexport-tests-airflow-")
 os.environ["AIRFLOW_HOME"] = _home
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(__file__), "..", "dags"))
+# dag.test() in Airflow 3.3 syncs the DAG from its bundle: test DAG files are written here.
+DAGS_DIR = os.path.join(_home, "dags")
+os.makedirs(DAGS_DIR)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = DAGS_DIR
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.pop("AIRFLOW_CONN_HUBSPOT_DEFAULT", None)
 
 import pytest  # noqa: E402
@@ -38,6 +42,15 @@ def sandbox():
         yield sb
     finally:
         sb.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """An empty metadata database (SQLite in the private AIRFLOW_HOME), made once per session."""
+    from airflow.utils import db
+
+    db.initdb()
+    return DAGS_DIR
 
 
 @pytest.fixture(autouse=True)

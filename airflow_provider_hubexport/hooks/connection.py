@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_hubexport import __version__
 from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
 from airflow_provider_hubexport.hooks.retry import RetryPolicy
 from airflow_provider_hubexport.models import API_VERSIONS, DEFAULT_API_VERSION
@@ -19,6 +20,7 @@ DEFAULT_HOST = "https://api.hubapi.com"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
 SECRET_EXTRAS = ("client_secret", "refresh_token")
+USER_AGENT = f"airflow-provider-hubexport/{__version__}"
 
 
 def is_loopback_host(host: str | None) -> bool:

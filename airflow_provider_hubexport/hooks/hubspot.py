@@ -12,7 +12,7 @@ from airflow.sdk.log import mask_secret
 
 from airflow_provider_hubexport.exceptions import HubSpotExportError
 from airflow_provider_hubexport.hooks import auth
-from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, HubSpotConnectionSettings
+from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.hooks.retry import RetryPolicy
 from airflow_provider_hubexport.models import (
     ApiRequest,
@@ -32,7 +32,6 @@ from airflow_provider_hubexport.models import (
 # A task id far beyond any HubSpot issues: the status call for it costs one request and answers
 # 404 when the token and scope are good.
 PROBE_TASK_ID = "999999999999999999"
-USER_AGENT = "airflow-provider-hubexport"
 
 
 class HubSpotHook(HttpHook):
@@ -98,7 +97,7 @@ class HubSpotHook(HttpHook):
         """One ``requests.Session`` per hook, so polls reuse the HTTP connection."""
         if self._session is None:
             session = super().get_conn(headers, extra_options)
-            session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+            session.headers.update({"Accept": "application/json", "User-Agent": f"{USER_AGENT} requests"})
             self._session = session
         return self._session
 

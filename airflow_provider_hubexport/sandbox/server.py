@@ -250,6 +250,9 @@ class Sandbox:
         with self._lock:
             for fault in self.faults:
                 if fault.matches(method, path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     fault.times -= 1
                     return fault
         return None

@@ -46,6 +46,7 @@ class Fault:
     method: str | None = None
     retry_after: float | None = None
     delay: float = 0.0
+    after: int = 0  # let this many matching requests through first
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -63,6 +64,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]
     body: bytes
+    peer: str = ""  # client address:port, to see whether connections are reused
 
 
 @dataclass

@@ -1,0 +1,137 @@
+"""How a wait for an export proceeds and ends, shared by the sensor (poke and reschedule modes),
+the trigger (deferrable mode) and the all-in-one operator. No I/O, no heavy imports: DAG files
+import the sensor, and the sensor imports this.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
+from airflow_provider_hubexport.models import ExportStatus
+
+DEFAULT_POLL_INTERVAL = 30.0
+DEFAULT_BACKOFF_FACTOR = 1.5
+DEFAULT_MAX_POLL_INTERVAL = 600.0
+DEFAULT_TIMEOUT = 24 * 3600.0
+DEFAULT_MAX_TRANSIENT_ERRORS = 5
+
+EVENT_STATUSES = ("success", "canceled", "error", "timeout")
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """Intervals that start at ``initial`` and grow by ``factor`` up to ``maximum``.
+
+    The n-th wait depends only on the time elapsed since the wait began, so a rescheduled sensor
+    or a restarted trigger picks up the growth where it was without storing anything.
+    """
+
+    initial: float = DEFAULT_POLL_INTERVAL
+    factor: float = DEFAULT_BACKOFF_FACTOR
+    maximum: float = DEFAULT_MAX_POLL_INTERVAL
+
+    def __post_init__(self) -> None:
+        if self.initial < 0:
+            raise ValueError(f"poke_interval must not be negative, got {self.initial}")
+        if self.factor < 1:
+            raise ValueError(f"backoff_factor must be at least 1, got {self.factor}")
+        if self.maximum < self.initial:
+            raise ValueError(
+                f"max_poke_interval ({self.maximum}) must be at least poke_interval ({self.initial})"
+            )
+
+    def interval(self, n: int) -> float:
+        """The n-th wait (0-based)."""
+        if self.initial <= 0:
+            return 0.0
+        if self.factor == 1:
+            return self.initial
+        if n * math.log(self.factor) > math.log(self.maximum / self.initial):
+            return self.maximum
+        return min(self.initial * self.factor**n, self.maximum)
+
+    def next_interval(self, elapsed: float) -> float:
+        """The wait to use after a poll made ``elapsed`` seconds into the wait."""
+        if self.initial <= 0:
+            return 0.0
+        total, n = 0.0, 0
+        while True:
+            step = self.interval(n)
+            if total + step > elapsed:
+                return step
+            if step >= self.maximum:
+                return self.maximum  # every later step is the maximum too
+            total += step
+            n += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Ending a wait
+# ---------------------------------------------------------------------------------------------
+def finish(export: Mapping[str, Any], *, accept_errors: bool, log: Any) -> dict[str, Any]:
+    """Turn a final status into the sensor's XCom value, or the failure it deserves."""
+    status = export.get("status")
+    export_id = export.get("export_id")
+    errors = list(export.get("errors") or [])
+    listed = ("; HubSpot errors: " + " | ".join(str(e) for e in errors)) if errors else ""
+    if status == "CANCELED":
+        raise HubSpotExportCanceledError(
+            f"HubSpot canceled export {export_id}{listed}. Fix the export request (see the errors) and "
+            "start a new export; retrying this one cannot help.",
+            errors=errors,
+        )
+    if status != "COMPLETE":
+        raise HubSpotExportError(f"Export {export_id} is not finished (status {status!r}).")
+    num_errors = int(export.get("num_errors") or 0)
+    if num_errors > 0:
+        if not accept_errors:
+            raise HubSpotExportError(
+                f"HubSpot completed export {export_id} with {num_errors} error(s){listed}. "
+                "Pass accept_errors=True to accept a file with errors.",
+                errors=errors,
+            )
+        log.warning("Export %s completed with %d error(s), accepted: %s", export_id, num_errors, errors)
+    return dict(export)
+
+
+def status_event(status: ExportStatus) -> dict[str, Any]:
+    """A trigger event for a final status. Never holds the signed URL: events are stored in the
+    metadata database and printed in the triggerer's log."""
+    kind = "success" if status.status == "COMPLETE" else "canceled"
+    return {"status": kind, "export_task_id": status.task_id, "export": status.to_dict()}
+
+
+def error_event(task_id: str, error: HubSpotExportError) -> dict[str, Any]:
+    return {
+        "status": "error",
+        "export_task_id": task_id,
+        "message": str(error),
+        "status_code": error.status_code,
+        "category": error.category,
+        "retryable": error.retryable,
+    }
+
+
+def timeout_event(task_id: str, timeout: float) -> dict[str, Any]:
+    return {
+        "status": "timeout",
+        "export_task_id": task_id,
+        "message": f"Export {task_id} did not finish within the sensor's timeout of {timeout:g} s.",
+    }
+
+
+def check_event(event: Any, expected_task_id: str | None = None) -> dict[str, Any]:
+    """Refuse an event that is not one of ours: fail closed rather than succeed on nonsense."""
+    if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
+        raise HubSpotExportError(f"Unexpected trigger event for a HubSpot export: {str(event)[:200]!r}.")
+    if expected_task_id is not None and str(event.get("export_task_id")) != str(expected_task_id):
+        raise HubSpotExportError(
+            f"Trigger event is for export {event.get('export_task_id')!r}, not {expected_task_id!r}."
+        )
+    if event["status"] in ("success", "canceled") and not isinstance(event.get("export"), Mapping):
+        raise HubSpotExportError("Trigger event has no export status.")
+    return dict(event)

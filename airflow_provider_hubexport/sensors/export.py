@@ -1,0 +1,211 @@
+"""Waits for a HubSpot export to finish, in poke, reschedule or deferrable mode.
+
+DAG files import this module on every parse: it imports no HTTP library and not the hook; those
+load when the sensor runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseOperator,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
+
+from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
+from airflow_provider_hubexport.models import validate_id
+from airflow_provider_hubexport.polling import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_MAX_TRANSIENT_ERRORS,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+    PollSchedule,
+    check_event,
+    finish,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+# Time the scheduler's own deferral timeout leaves the trigger to send its timeout event first.
+DEFERRAL_TIMEOUT_MARGIN = 300.0
+
+
+class HubSpotExportSensor(BaseSensorOperator):
+    """Waits until a HubSpot export is COMPLETE (success) or CANCELED (failure, or skip with
+    ``soft_fail``).
+
+    The XCom value is the final status as a dict (``export_id``, ``status``, ``num_errors``,
+    ``errors`` and the timestamps), without the signed result URL: it is a short-lived credential,
+    and the download step asks HubSpot for a fresh one.
+
+    Polls start ``poke_interval`` apart and grow by ``backoff_factor`` up to ``max_poke_interval``,
+    so a two-hour export costs tens of status calls, not hundreds; a 429's ``Retry-After`` is
+    respected. Transient errors (429, 5xx, timeouts) are retried by the hook and then by the next
+    poll, up to ``max_transient_errors`` polls in a row; permanent ones (401, 403, 404, a bad id)
+    fail at once, even with ``soft_fail``, which skips only a canceled export or a timeout.
+
+    :param export_task_id: the task id from the start task (templated), e.g.
+        ``"{{ ti.xcom_pull(task_ids='start_export') }}"``.
+    :param hubspot_conn_id: the ``hubspot`` connection (templated).
+    :param deferrable: wait on the triggerer and free the worker slot (default from
+        ``[operators] default_deferrable``).
+    :param accept_errors: accept a COMPLETE export with ``numErrors > 0`` (with a warning) instead of failing.
+    :param backoff_factor: growth of the interval between polls.
+    :param max_poke_interval: the longest interval between polls, in seconds.
+    :param max_transient_errors: transient poll failures tolerated in a row.
+    :param timeout: give up after this many seconds (default 24 h); honoured in every mode.
+    """
+
+    template_fields: Sequence[str] = ("export_task_id", "hubspot_conn_id")
+    ui_color = "#ff7a59"
+
+    def __init__(
+        self,
+        *,
+        export_task_id: str | int,
+        hubspot_conn_id: str = "hubspot_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
+        max_poke_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        accept_errors: bool = False,
+        max_transient_errors: int = DEFAULT_MAX_TRANSIENT_ERRORS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.export_task_id = export_task_id
+        self.hubspot_conn_id = hubspot_conn_id
+        self.deferrable = deferrable
+        self.backoff_factor = backoff_factor
+        self.max_poke_interval = max(float(max_poke_interval), float(self.poke_interval))
+        self.accept_errors = accept_errors
+        self.max_transient_errors = max_transient_errors
+        self.schedule = PollSchedule(float(self.poke_interval), backoff_factor, self.max_poke_interval)
+        self._hook_instance: HubSpotHook | None = None
+        self._transient_in_a_row = 0
+        self._asked_to_wait: float | None = None
+
+    @property
+    def hook(self) -> HubSpotHook:
+        if self._hook_instance is None:
+            from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+            self._hook_instance = HubSpotHook(hubspot_conn_id=self.hubspot_conn_id)
+        return self._hook_instance
+
+    # -- poke and reschedule modes ---------------------------------------------------------------
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        try:
+            status = self.hook.get_export_status(self.export_task_id)
+        except HubSpotExportError as err:
+            if err.retryable and self._transient_in_a_row < self.max_transient_errors:
+                self._transient_in_a_row += 1
+                self._asked_to_wait = err.retry_after
+                self.log.warning(
+                    "Export %s: status check failed (%d in a row, %d tolerated); polling again: %s",
+                    self.export_task_id,
+                    self._transient_in_a_row,
+                    self.max_transient_errors,
+                    err,
+                )
+                return False
+            raise
+        self._transient_in_a_row, self._asked_to_wait = 0, None
+        self.log.info("Export %s is %s", status.task_id, status.status)
+        if not status.is_final:
+            return False
+        return PokeReturnValue(
+            is_done=True, xcom_value=finish(status.to_dict(), accept_errors=self.accept_errors, log=self.log)
+        )
+
+    def _get_next_poke_interval(self, started_at: Any, run_duration: Any, poke_count: int) -> float:
+        # Growth by elapsed time, not poke count: correct across reschedules, where
+        # run_duration() counts from the first try's start.
+        elapsed = run_duration()
+        wait = self.schedule.next_interval(elapsed)
+        if self._asked_to_wait:
+            wait = max(wait, self._asked_to_wait)
+        wait = max(0.0, min(wait, self.timeout - elapsed))
+        self.log.info("Next status check of export %s in %.0f s", self.export_task_id, wait)
+        return wait
+
+    # -- all modes -------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        self.export_task_id = validate_id(self.export_task_id, "export_task_id")
+        if not self.deferrable:
+            return super().execute(context)
+        # Check once before deferring: a finished export needs no trigger (and a trigger that
+        # fires within seconds of the deferral is a known race in Airflow 3.3).
+        try:
+            done = self.poke(context)
+        except HubSpotExportCanceledError as err:
+            raise self._skip_instead(err)
+        if done:
+            return done.xcom_value if isinstance(done, PokeReturnValue) else None
+        from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
+
+        now = time.time()
+        self.defer(
+            trigger=HubSpotExportTrigger(
+                export_task_id=self.export_task_id,
+                hubspot_conn_id=self.hubspot_conn_id,
+                poll_interval=self.poke_interval,
+                backoff_factor=self.backoff_factor,
+                max_poll_interval=self.max_poke_interval,
+                deadline=now + self.timeout,
+                timeout=self.timeout,
+                started_at=now,
+                max_transient_errors=self.max_transient_errors,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + DEFERRAL_TIMEOUT_MARGIN),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Turn the trigger's event into success, failure or (with soft_fail) skip.
+
+        Everything needed travels in the event itself: ``dag.test()`` resumes with the event alone.
+        """
+        event = check_event(event, self.export_task_id)
+        kind = event["status"]
+        if kind in ("success", "canceled"):
+            return finish(event["export"], accept_errors=self.accept_errors, log=self.log)
+        if kind == "timeout":
+            raise AirflowSensorTimeout(event["message"])
+        raise HubSpotExportError(
+            str(event.get("message")), status_code=event.get("status_code"), category=event.get("category")
+        )
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        # BaseSensorOperator skips on every AirflowException when soft_fail is set; an auth, scope
+        # or not-found error must fail even then, as it does in poke mode.
+        from airflow.sdk.exceptions import TaskDeferralTimeout
+
+        try:
+            return BaseOperator.resume_execution(self, next_method, next_kwargs, context)
+        except TaskDeferralTimeout as err:
+            raise self._skip_instead(AirflowSensorTimeout(*err.args)) from err
+        except (AirflowSensorTimeout, HubSpotExportCanceledError) as err:
+            raise self._skip_instead(err) from err
+        except Exception as err:
+            if self.never_fail:
+                raise AirflowSkipException("Skipping due to never_fail is set to True.") from err
+            raise
+
+    def _skip_instead(self, err: Exception) -> Exception:
+        if self.soft_fail or self.never_fail:
+            return AirflowSkipException(f"Skipping due to soft_fail: {err}")
+        return err

@@ -1,0 +1,58 @@
+"""Run a DAG with ``dag.test()`` and read back what happened, as a user's DAG file would run.
+
+Airflow 3.3's ``dag.test()`` needs the DAG in a file of the DAG bundle, so each run writes its
+source to the test DAGs folder, imports it from there and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any
+
+from conftest import DAGS_DIR
+
+
+@dataclass
+class RunResult:
+    state: str
+    tasks: dict[str, str]
+    xcom: dict[str, Any] = field(default_factory=dict)
+    tries: dict[str, int] = field(default_factory=dict)
+
+
+def run_dag(dag_id: str, source: str, **params: Any) -> RunResult:
+    """``source`` is the body of a DAG file; ``{name}`` placeholders get ``repr(params[name])``."""
+    code = textwrap.dedent(source).format(**{k: repr(v) for k, v in params.items()}, dag_id=repr(dag_id))
+    path = os.path.join(DAGS_DIR, f"{dag_id}.py")
+    with open(path, "w") as fh:
+        fh.write(code)
+    try:
+        spec = importlib.util.spec_from_file_location(f"test_dag_{dag_id}", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        dag_run = module.dag.test()
+        return _read(dag_run)
+    finally:
+        os.remove(path)
+
+
+def _read(dag_run: Any) -> RunResult:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = dag_run.get_task_instances(session=session)
+        result = RunResult(
+            state=str(dag_run.state),
+            tasks={ti.task_id: str(ti.state) for ti in tis},
+            tries={ti.task_id: ti.try_number for ti in tis},
+        )
+        rows = session.scalars(
+            XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, key="return_value")
+        ).all()
+        result.xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+    return result

@@ -1,0 +1,210 @@
+"""HubSpotExportSensor in real Airflow (``dag.test()``) against the sandbox, in every mode."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CONTACTS, SECRET_TOKEN
+from dagrun import run_dag
+
+SENSOR_DAG = """
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
+
+with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False) as dag:
+    HubSpotExportSensor(task_id="wait", export_task_id={task_id}, **{kwargs})
+"""
+
+MODES = {
+    "poke": {"mode": "poke", "deferrable": False},
+    "reschedule": {"mode": "reschedule", "deferrable": False},
+    "deferrable": {"deferrable": True},
+}
+FAST = {"poke_interval": 0.2, "max_poke_interval": 0.5}
+
+
+@pytest.fixture
+def start(sandbox, connect, airflow_db):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    connect()
+
+    def _start(**plan):
+        sandbox.plan_next(**plan)
+        return HubSpotHook().start_export(CONTACTS)
+
+    return _start
+
+
+def _wait(name, task_id, **kwargs):
+    return run_dag(f"sensor_{name}", SENSOR_DAG, task_id=task_id, kwargs={**FAST, **kwargs})
+
+
+def _agents(sandbox, task_id):
+    return [
+        r.headers["User-Agent"].rsplit(" ", 1)[-1] for r in sandbox.api_requests(f"/tasks/{task_id}/status")
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pending_processing_complete(sandbox, start, mode):
+    task_id = start(pending_polls=1, processing_polls=1)
+    result = _wait(f"ok_{mode}", task_id, **MODES[mode])
+    assert result.state == "success" and result.tasks == {"wait": "success"}
+    xcom = result.xcom["wait"]
+    assert xcom["status"] == "COMPLETE" and xcom["export_id"] == task_id and xcom["num_errors"] == 0
+    assert xcom["completed_at"] and xcom["requested_at"]
+    assert "Signature" not in str(xcom) and sandbox.files_url not in str(xcom)
+    agents = _agents(sandbox, task_id)
+    assert len(agents) == 3  # PENDING, PROCESSING, COMPLETE: one call each
+    if mode == "deferrable":
+        # One check before deferring (requests), then the trigger's polls on the triggerer (aiohttp).
+        assert agents == ["requests", "aiohttp", "aiohttp"]
+    else:
+        assert set(agents) == {"requests"}
+
+
+def test_deferrable_finishes_without_trigger_when_already_done(sandbox, start):
+    task_id = start(pending_polls=0, processing_polls=0)
+    result = _wait("already_done", task_id, deferrable=True)
+    assert result.state == "success" and _agents(sandbox, task_id) == ["requests"]
+
+
+CANCEL = {"pending_polls": 1, "processing_polls": 0, "cancel": True,
+          "errors": [{"message": "Too many associated objects", "category": "VALIDATION_ERROR"}]}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_canceled_fails_without_retries(sandbox, start, mode):
+    task_id = start(**CANCEL)
+    result = _wait(f"canceled_{mode}", task_id, retries=2, retry_delay=0, **MODES[mode])
+    assert result.tasks == {"wait": "failed"}  # not up_for_retry: retrying cannot help
+    assert result.tries["wait"] == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_canceled_with_soft_fail_is_skipped(sandbox, start, mode):
+    task_id = start(**CANCEL)
+    result = _wait(f"canceled_soft_{mode}", task_id, soft_fail=True, **MODES[mode])
+    assert result.tasks == {"wait": "skipped"}
+
+
+def test_canceled_message_lists_hubspots_errors(sandbox, start, caplog):
+    from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError
+    from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
+
+    task_id = start(**CANCEL)
+    sensor = HubSpotExportSensor(task_id="wait", export_task_id=task_id, poke_interval=0)
+    assert sensor.poke({}) is False
+    with pytest.raises(HubSpotExportCanceledError) as err:
+        sensor.poke({})
+    assert "Too many associated objects" in str(err.value) and task_id in str(err.value)
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_permanent_error_fails_even_with_soft_fail(sandbox, start, mode):
+    task_id = start(pending_polls=5)
+    # The first status check passes; the next (the trigger's, in deferrable mode) gets a 403.
+    sandbox.inject("status", status=403, path="/status", after=1, times=10)
+    result = _wait(f"forbidden_{mode}", task_id, soft_fail=True, **MODES[mode])
+    assert result.tasks == {"wait": "failed"}
+    assert len(sandbox.api_requests("/status")) == 2  # no retry of a 403
+
+
+def test_403_fails_at_once_without_retrying(sandbox, start):
+    sandbox.add_token("narrow", scopes=("crm.objects.contacts.read",))
+    task_id = start()
+    sandbox.tokens.pop(SECRET_TOKEN)
+    sandbox.add_token(SECRET_TOKEN, scopes=())
+    result = _wait("forbidden_once", task_id, mode="poke", deferrable=False)
+    assert result.tasks == {"wait": "failed"}
+    assert len(sandbox.api_requests("/status")) == 1
+
+
+@pytest.mark.parametrize("soft_fail,expected", [(False, "failed"), (True, "skipped")])
+def test_deferrable_timeout(sandbox, start, soft_fail, expected):
+    task_id = start(pending_seconds=3600)
+    result = _wait(
+        f"timeout_{soft_fail}", task_id, deferrable=True, timeout=1.5, soft_fail=soft_fail, retries=2
+    )
+    assert result.tasks == {"wait": expected}
+    assert result.tries["wait"] == 1  # a sensor timeout is not retried
+    assert _agents(sandbox, task_id)[1:] and set(_agents(sandbox, task_id)[1:]) == {"aiohttp"}
+
+
+@pytest.mark.parametrize("soft_fail,expected", [(False, "failed"), (True, "skipped")])
+def test_poke_timeout(sandbox, start, soft_fail, expected):
+    task_id = start(pending_seconds=3600)
+    result = _wait(
+        f"poke_timeout_{soft_fail}", task_id, mode="poke", deferrable=False, timeout=1, soft_fail=soft_fail
+    )
+    assert result.tasks == {"wait": expected}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rides_out_a_429_storm(sandbox, start, mode):
+    task_id = start(pending_polls=1, processing_polls=0)
+    # More 429s than one call's retry budget (4 attempts): the next poll carries on.
+    sandbox.inject("status", status=429, retry_after=0.05, path="/status", after=1, times=6)
+    result = _wait(f"storm_{mode}", task_id, **MODES[mode])
+    assert result.tasks == {"wait": "success"}
+    assert sandbox.faults[-1].times == 0
+
+
+def test_complete_with_errors_fails_unless_accepted(sandbox, start):
+    errors = [{"message": "3 rows could not be exported"}]
+    task_id = start(pending_polls=0, processing_polls=0, errors=errors)
+    assert _wait("with_errors", task_id, mode="poke", deferrable=False).tasks == {"wait": "failed"}
+    result = _wait("with_errors_ok", task_id, mode="poke", deferrable=False, accept_errors=True)
+    assert result.tasks == {"wait": "success"} and result.xcom["wait"]["num_errors"] == 1
+
+
+def test_unknown_status_fails_clearly(sandbox, start):
+    task_id = start(pending_polls=3)
+    sandbox.inject("unknown_status", path="/status", times=5)
+    assert _wait("unknown", task_id, mode="poke", deferrable=False).tasks == {"wait": "failed"}
+    assert len(sandbox.api_requests("/status")) == 1
+
+
+@pytest.mark.parametrize("bad", ["../1", "", "abc"])
+def test_bad_task_id_fails_before_any_request(sandbox, start, bad):
+    result = _wait("bad_id", bad, soft_fail=True, deferrable=True)
+    assert result.tasks == {"wait": "failed"}
+    assert sandbox.requests == []
+
+
+def test_templated_task_id_from_xcom(sandbox, start):
+    task_id = start(pending_polls=0, processing_polls=0)
+    source = """
+    import pendulum
+    from airflow.sdk import DAG, task
+    from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
+
+    with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False) as dag:
+        @task
+        def start_export():
+            return {task_id}
+
+        start_export() >> HubSpotExportSensor(
+            task_id="wait", export_task_id="{{{{ ti.xcom_pull(task_ids='start_export') }}}}", poke_interval=0
+        )
+    """
+    result = run_dag("templated", source, task_id=task_id)
+    assert result.tasks == {"start_export": "success", "wait": "success"}
+    assert result.xcom["wait"]["export_id"] == task_id
+
+
+def test_deferrable_defaults_from_config(monkeypatch):
+    import subprocess
+    import sys
+
+    code = (
+        "from airflow_provider_hubexport.sensors.export import HubSpotExportSensor as S;"
+        "print(S(task_id='w', export_task_id=1).deferrable)"
+    )
+    for value in ("True", "False"):
+        env = {**__import__("os").environ, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": value}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert out.stdout.strip().splitlines()[-1] == value, out.stderr[-1000:]
