@@ -29,7 +29,14 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [{"integration-name": integration, "python-modules": [f"{_MODULE}.hooks.hubspot"]}],
+        "hooks": [
+            {
+                "integration-name": integration,
+                "python-modules": [f"{_MODULE}.hooks.hubspot", f"{_MODULE}.hooks.hubspot_async"],
+            }
+        ],
+        "sensors": [{"integration-name": integration, "python-modules": [f"{_MODULE}.sensors.export"]}],
+        "triggers": [{"integration-name": integration, "python-modules": [f"{_MODULE}.triggers.export"]}],
         "connection-types": [
             {
                 "hook-class-name": f"{_MODULE}.hooks.hubspot.HubSpotHook",

@@ -70,8 +70,12 @@ def test_deferrable_finishes_without_trigger_when_already_done(sandbox, start):
     assert result.state == "success" and _agents(sandbox, task_id) == ["requests"]
 
 
-CANCEL = {"pending_polls": 1, "processing_polls": 0, "cancel": True,
-          "errors": [{"message": "Too many associated objects", "category": "VALIDATION_ERROR"}]}  # fmt: skip
+CANCEL = {
+    "pending_polls": 1,
+    "processing_polls": 0,
+    "cancel": True,
+    "errors": [{"message": "Too many associated objects", "category": "VALIDATION_ERROR"}],
+}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -208,3 +212,32 @@ def test_deferrable_defaults_from_config(monkeypatch):
             [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
         )
         assert out.stdout.strip().splitlines()[-1] == value, out.stderr[-1000:]
+
+
+def test_poke_interval_grows_with_elapsed_time_and_respects_timeout():
+    from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
+
+    sensor = HubSpotExportSensor(
+        task_id="w",
+        export_task_id=1,
+        poke_interval=30,
+        backoff_factor=1.5,
+        max_poke_interval=600,
+        timeout=7200,
+    )
+    # By elapsed time, so a rescheduled sensor (a new process each poke) continues the growth.
+    waits = [sensor._get_next_poke_interval(None, lambda e=e: e, 1) for e in (0, 31, 76, 5000, 7000, 7300)]
+    assert waits == [30, 45, 67.5, 600, 200, 0]
+    sensor._asked_to_wait = 120  # a 429's Retry-After on the last poll
+    assert sensor._get_next_poke_interval(None, lambda: 0, 1) == 120
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [({"backoff_factor": 0.5}, "backoff_factor"), ({"poke_interval": -1}, "poke_interval")],
+)
+def test_bad_polling_knobs_refused(kwargs, message):
+    from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
+
+    with pytest.raises(ValueError, match=message):
+        HubSpotExportSensor(task_id="w", export_task_id=1, **kwargs)

@@ -124,8 +124,9 @@ class HubSpotAsyncClient:
         assert self.settings is not None and self.session is not None
         s = self.settings
         headers = {"Authorization": f"Bearer {token}"} if request.authenticated else {}
-        timeout = aiohttp.ClientTimeout(total=s.connect_timeout + s.read_timeout, connect=s.connect_timeout,
-                                        sock_read=s.read_timeout)  # fmt: skip
+        timeout = aiohttp.ClientTimeout(
+            total=s.connect_timeout + s.read_timeout, connect=s.connect_timeout, sock_read=s.read_timeout
+        )
         try:
             async with self.session.request(
                 request.method,
@@ -172,8 +173,9 @@ class HubSpotAsyncClient:
             current = auth.cached_token(s)
             if not auth.needs_refresh(s) and current != rejected:
                 return  # another wait refreshed while this one queued
-            payload = await self.call(token_refresh_request(s.client_id or "", s.client_secret or "",
-                                                            s.refresh_token or ""))  # fmt: skip
+            payload = await self.call(
+                token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or "")
+            )
             token = parse_token_response(payload)
             await _mask(token.token)
             auth.store_token(s, token)

@@ -114,8 +114,11 @@ class HubSpotExportTrigger(BaseTrigger):
                             asked_to_wait = err.retry_after
                             self.log.warning(
                                 "Export %s: poll failed (%d in a row, %d tolerated): %s",
-                                task_id, transient_in_a_row, self.max_transient_errors, err,
-                            )  # fmt: skip
+                                task_id,
+                                transient_in_a_row,
+                                self.max_transient_errors,
+                                err,
+                            )
                             continue
                         yield TriggerEvent(error_event(task_id, err))
                         return

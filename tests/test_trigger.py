@@ -1,0 +1,202 @@
+"""HubSpotExportTrigger.run() in asyncio against the sandbox over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import types
+from itertools import pairwise
+
+import pytest
+from conftest import CONTACTS, SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, SECRET_REFRESH_TOKEN, SECRET_TOKEN
+
+from airflow_provider_hubexport.hooks.hubspot_async import _SharedSession
+from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
+
+
+@pytest.fixture
+def start(sandbox, connect):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    connect()
+
+    def _start(**plan):
+        sandbox.plan_next(**plan)
+        return HubSpotHook().start_export(CONTACTS)
+
+    return _start
+
+
+def _trigger(task_id, **kwargs):
+    return HubSpotExportTrigger(export_task_id=task_id, **{"poll_interval": 0.05, **kwargs})
+
+
+async def _events(trigger):
+    return [event.payload async for event in trigger.run()]
+
+
+async def test_success_event_without_signed_url(sandbox, start):
+    task_id = start(pending_polls=1, processing_polls=1)
+    (event,) = await _events(_trigger(task_id))
+    assert event["status"] == "success" and event["export_task_id"] == task_id
+    assert event["export"]["status"] == "COMPLETE" and event["export"]["export_id"] == task_id
+    assert "Signature" not in json.dumps(event) and sandbox.files_url not in json.dumps(event)
+    assert len(sandbox.api_requests("/status")) == 3
+
+
+async def test_canceled_event_lists_errors(sandbox, start):
+    task_id = start(
+        pending_polls=0, processing_polls=0, cancel=True, errors=[{"message": "Export too large"}]
+    )
+    (event,) = await _events(_trigger(task_id))
+    assert event["status"] == "canceled" and "Export too large" in event["export"]["errors"][0]
+
+
+async def test_permanent_error_event(sandbox, start):
+    (event,) = await _events(_trigger("424242"))
+    assert event["status"] == "error" and event["status_code"] == 404
+    assert "424242" in event["message"] and not event["retryable"]
+    assert len(sandbox.api_requests("/status")) == 1
+
+
+async def test_transient_errors_recovered(sandbox, start):
+    task_id = start(pending_polls=0, processing_polls=0)
+    # Five 503s: the first poll spends its 4 attempts, the second poll gets one more, then succeeds.
+    sandbox.inject("status", status=503, path="/status", times=5, retry_after=0.01)
+    (event,) = await _events(_trigger(task_id))
+    assert event["status"] == "success"
+    assert len(sandbox.api_requests("/status")) == 6
+
+
+async def test_transient_errors_bounded(sandbox, start):
+    task_id = start()
+    sandbox.inject("status", status=502, path="/status", times=100, retry_after=0.01)
+    (event,) = await _events(_trigger(task_id, max_transient_errors=1))
+    assert (
+        event["status"] == "error" and event["retryable"] and "Gave up after 4 attempt(s)" in event["message"]
+    )
+    assert len(sandbox.api_requests("/status")) == 8  # two polls of four attempts
+
+
+async def test_timeout_event(sandbox, start):
+    task_id = start(pending_seconds=3600)
+    started = time.monotonic()
+    (event,) = await _events(_trigger(task_id, poll_interval=0.2, deadline=time.time() + 0.7, timeout=0.7))
+    assert event["status"] == "timeout" and "0.7" in event["message"]
+    assert time.monotonic() - started < 3
+
+
+async def test_serialize_round_trip(sandbox, start):
+    original = _trigger(start(pending_polls=1, processing_polls=0), deadline=time.time() + 60, timeout=60)
+    classpath, kwargs = original.serialize()
+    module, _, name = classpath.rpartition(".")
+    cls = getattr(__import__(module, fromlist=[name]), name)
+    rebuilt = cls(**json.loads(json.dumps(kwargs)))  # kwargs survive the metadata database
+    assert rebuilt.serialize() == (classpath, kwargs)
+    for secret in (SECRET_TOKEN, sandbox.files_url):
+        assert secret not in json.dumps(kwargs)
+    # The rebuilt trigger behaves the same, and running a wait twice is harmless.
+    assert [e["status"] for e in await _events(rebuilt)] == ["success"]
+    assert [e["status"] for e in await _events(original)] == ["success"]
+    assert len(sandbox.api_requests("/async", method="POST")) == 1  # it never starts an export
+
+
+async def test_session_closed_when_cancelled_mid_wait(sandbox, start):
+    task_id = start(pending_seconds=3600)
+    run = asyncio.ensure_future(_events(_trigger(task_id, poll_interval=0.05)))
+    for _ in range(200):  # until the first poll has gone out (bounded: 10 s)
+        if sandbox.api_requests("/status"):
+            break
+        await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    session = _SharedSession._by_loop[loop].session
+    assert not session.closed
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert session.closed and loop not in _SharedSession._by_loop
+
+
+async def test_connection_reused_across_polls(sandbox, start):
+    task_id = start(pending_polls=3, processing_polls=2)
+    (event,) = await _events(_trigger(task_id))
+    assert event["status"] == "success"
+    peers = {r.peer for r in sandbox.api_requests("/status")}
+    assert len(sandbox.api_requests("/status")) == 6 and len(peers) == 1
+
+
+async def test_triggers_on_one_loop_share_a_session(sandbox, start):
+    ids = [start(pending_polls=2, processing_polls=1) for _ in range(20)]
+    seen_sessions = set()
+
+    async def watch():
+        for _ in range(100):
+            for shared in _SharedSession._by_loop.values():
+                seen_sessions.add(id(shared.session))
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.ensure_future(watch())
+    events = await asyncio.gather(*(_events(_trigger(t)) for t in ids))
+    watcher.cancel()
+    assert all(e[0]["status"] == "success" for e in events)
+    assert len(seen_sessions) == 1 and not _SharedSession._by_loop
+
+
+async def test_concurrent_oauth_refresh_happens_once(sandbox, connect):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    connect()
+    ids = []
+    for _ in range(10):
+        sandbox.plan_next(pending_polls=0, processing_polls=0)
+        ids.append(HubSpotHook().start_export(CONTACTS))
+    connect(
+        password="stale-oauth-token",
+        extra={
+            "client_id": SECRET_CLIENT_ID,
+            "client_secret": SECRET_CLIENT_SECRET,
+            "refresh_token": SECRET_REFRESH_TOKEN,
+        },
+    )
+    events = await asyncio.gather(*(_events(_trigger(t)) for t in ids))
+    assert all(e[0]["status"] == "success" for e in events)
+    assert len(sandbox.api_requests("/oauth/v1/token")) == 1
+
+
+async def test_retry_after_respected_between_polls(sandbox, start):
+    task_id = start(pending_polls=0, processing_polls=0)
+    sandbox.inject("status", status=429, retry_after=0.3, path="/status", times=4)
+    started = time.monotonic()
+    (event,) = await _events(_trigger(task_id, poll_interval=0.01))
+    assert event["status"] == "success"
+    assert time.monotonic() - started >= 0.3 * 4
+
+
+async def test_two_hour_export_costs_tens_of_calls(sandbox, start, monkeypatch, capsys):
+    """Simulated time: the trigger's clock and sleeps, and the sandbox's clock, are one fake clock."""
+    import airflow_provider_hubexport.triggers.export as module
+
+    clock = {"now": time.time()}
+    polls: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(seconds):
+        clock["now"] += seconds
+        polls.append(clock["now"] - begin)  # each sleep is followed by one status call
+        await real_sleep(0)
+
+    monkeypatch.setattr(module, "time", types.SimpleNamespace(time=lambda: clock["now"]))
+    monkeypatch.setattr(module, "asyncio", types.SimpleNamespace(sleep=fake_sleep))
+    sandbox.clock = lambda: clock["now"]
+    task_id = start(pending_seconds=600, processing_seconds=6600)  # done 2 h after it started
+    begin = clock["now"]
+    (event,) = await _events(_trigger(task_id, poll_interval=30, started_at=begin, deadline=begin + 86400))
+    assert event["status"] == "success"
+    intervals = [b - a for a, b in pairwise([0.0, *polls])]
+    with capsys.disabled():
+        print(f"\n2 h export: {len(polls)} status calls; intervals (s): {[round(i) for i in intervals]}")
+    assert 10 <= len(polls) <= 30
+    assert intervals[0] == 30 and all(b >= a for a, b in pairwise(intervals))
+    assert max(intervals) == 600
+    assert polls[-1] - 7200 <= intervals[-1]  # found no later than one interval after it finished
