@@ -241,3 +241,16 @@ def test_bad_polling_knobs_refused(kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         HubSpotExportSensor(task_id="w", export_task_id=1, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, {}, {"status": "weird"}, {"status": "success"}, {"status": "success", "export_task_id": "2", "export": {}}],
+)
+def test_execute_complete_fails_closed_on_unexpected_events(event):
+    from airflow_provider_hubexport.exceptions import HubSpotExportError
+    from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
+
+    sensor = HubSpotExportSensor(task_id="w", export_task_id="1")
+    with pytest.raises(HubSpotExportError):
+        sensor.execute_complete({}, event)
