@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 
 class HubSpotExportError(AirflowException):
@@ -31,6 +31,7 @@ class HubSpotExportError(AirflowException):
         errors: Sequence[str] = (),
         retryable: bool = False,
         retry_after: float | None = None,
+        maybe_processed: bool = False,
     ) -> None:
         self.status_code = status_code
         self.category = category
@@ -40,6 +41,10 @@ class HubSpotExportError(AirflowException):
         self.errors = list(errors)
         self.retryable = retryable
         self.retry_after = retry_after
+        # The request reached HubSpot and may have taken effect (a 500/502/504, a read timeout, a
+        # reset after sending): resending a non-idempotent call, like starting an export, could
+        # start a second one.
+        self.maybe_processed = maybe_processed
         self.hubspot_message = message
         super().__init__(self._render(message))
 
@@ -80,6 +85,14 @@ class HubSpotExportCanceledError(HubSpotExportError, AirflowFailException):
 
     An ``AirflowFailException``, so the task fails without retries, and a sensor with
     ``soft_fail=True`` is skipped instead (Airflow's sensors skip on this type in every mode).
+    """
+
+
+class HubSpotExportTimeoutError(HubSpotExportError, AirflowSensorTimeout):
+    """The export did not finish within the wait's timeout.
+
+    An ``AirflowSensorTimeout``, so Airflow fails the task without retries, and a sensor with
+    ``soft_fail=True`` is skipped instead.
     """
 
 

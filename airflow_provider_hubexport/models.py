@@ -189,6 +189,9 @@ class ApiRequest:
     form: Mapping[str, str] | None = None
     authenticated: bool = True
     describe: str = ""
+    # Safe to send twice? Starting an export is not: a resend after HubSpot may have accepted it
+    # would start a second export and spend the daily quota.
+    idempotent: bool = True
 
 
 def _export_base(api_version: str) -> str:
@@ -203,7 +206,9 @@ def _export_base(api_version: str) -> str:
 
 def start_export_request(api_version: str, export_request: Any) -> ApiRequest:
     body = validate_export_request(export_request)
-    return ApiRequest("POST", f"{_export_base(api_version)}/async", json=body, describe="start export")
+    return ApiRequest(
+        "POST", f"{_export_base(api_version)}/async", json=body, describe="start export", idempotent=False
+    )
 
 
 def status_request(api_version: str, task_id: Any) -> ApiRequest:
@@ -462,6 +467,8 @@ def error_from_response(
     errors_raw = data.get("errors")
     errors = [_error_text(e) for e in errors_raw] if isinstance(errors_raw, list) else []
     retryable = status_code == 429 or status_code >= 500
+    # 429 and 503 mean HubSpot turned the request away; other 5xx may come after it was processed.
+    maybe_processed = status_code >= 500 and status_code != 503
     hint = _HINTS.get(status_code, "")
     text = f"HubSpot {what} failed: {message}"
     if hint:
@@ -481,6 +488,7 @@ def error_from_response(
         errors=errors,
         retryable=retryable,
         retry_after=retry_after_seconds(headers) if retryable else None,
+        maybe_processed=maybe_processed,
     )
 
 
@@ -491,10 +499,13 @@ def read_response(status_code: int, headers: Mapping[str, str], body: bytes | st
     raise error_from_response(status_code, headers, body, what)
 
 
-def transient_error(what: str, cause: BaseException) -> HubSpotExportError:
-    """A network failure (reset, timeout) as a retryable error; the cause's class, never its URL."""
+def transient_error(what: str, cause: BaseException, *, sent: bool = True) -> HubSpotExportError:
+    """A network failure (reset, timeout) as a retryable error; the cause's class, never its URL.
+
+    ``sent=False`` when the connection never got as far as sending the request.
+    """
     return HubSpotExportError(
-        f"HubSpot {what} failed: {type(cause).__name__} talking to the API host. "
-        "This is usually transient; it is retried.",
+        f"HubSpot {what} failed: {type(cause).__name__} talking to the API host.",
         retryable=True,
+        maybe_processed=sent,
     )

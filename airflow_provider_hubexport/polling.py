@@ -6,11 +6,16 @@ import the sensor, and the sensor imports this.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
+from airflow_provider_hubexport.exceptions import (
+    HubSpotExportCanceledError,
+    HubSpotExportError,
+    HubSpotExportTimeoutError,
+)
 from airflow_provider_hubexport.models import ExportStatus
 
 DEFAULT_POLL_INTERVAL = 30.0
@@ -69,6 +74,69 @@ class PollSchedule:
             n += 1
 
 
+class PollState:
+    """What one wait remembers between polls: transient failures in a row and HubSpot's last
+    ``Retry-After``. The sensor, the trigger and the all-in-one operator each keep one."""
+
+    def __init__(self, task_id: str, schedule: PollSchedule, *, max_transient_errors: int, log: Any) -> None:
+        self.task_id = task_id
+        self.schedule = schedule
+        self.max_transient_errors = max_transient_errors
+        self.log = log
+        self.transient_in_a_row = 0
+        self.asked_to_wait: float | None = None
+
+    def seen(self, status: ExportStatus) -> ExportStatus:
+        self.transient_in_a_row, self.asked_to_wait = 0, None
+        self.log.info("Export %s is %s", status.task_id, status.status)
+        return status
+
+    def failed(self, err: HubSpotExportError) -> None:
+        """Tolerate a transient failure (the next poll may succeed); re-raise anything else."""
+        if not err.retryable or self.transient_in_a_row >= self.max_transient_errors:
+            raise err
+        self.transient_in_a_row += 1
+        self.asked_to_wait = err.retry_after
+        self.log.warning(
+            "Export %s: status check failed (%d in a row, %d tolerated); checking again later: %s",
+            self.task_id,
+            self.transient_in_a_row,
+            self.max_transient_errors,
+            err,
+        )
+
+    def next_wait(self, elapsed: float, remaining: float = math.inf) -> float:
+        wait = self.schedule.next_interval(elapsed)
+        if self.asked_to_wait:
+            wait = max(wait, self.asked_to_wait)
+        return max(0.0, min(wait, remaining))
+
+
+def wait_for_export(
+    get_status: Callable[[], ExportStatus],
+    state: PollState,
+    *,
+    timeout: float,
+    accept_errors: bool,
+    sleep: Callable[[float], Any] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Poll in this process until the export is final: the all-in-one operator's non-deferrable wait."""
+    started = clock()
+    while True:
+        try:
+            status = state.seen(get_status())
+        except HubSpotExportError as err:
+            state.failed(err)
+        else:
+            if status.is_final:
+                return finish(status.to_dict(), accept_errors=accept_errors, log=state.log)
+        elapsed = clock() - started
+        if elapsed >= timeout:
+            raise HubSpotExportTimeoutError(timeout_event(state.task_id, timeout)["message"])
+        sleep(state.next_wait(elapsed, timeout - elapsed))
+
+
 # ---------------------------------------------------------------------------------------------
 # Ending a wait
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +190,19 @@ def timeout_event(task_id: str, timeout: float) -> dict[str, Any]:
         "export_task_id": task_id,
         "message": f"Export {task_id} did not finish within the sensor's timeout of {timeout:g} s.",
     }
+
+
+def complete_from_event(event: Any, task_id: str, *, accept_errors: bool, log: Any) -> dict[str, Any]:
+    """What a deferred wait resumes with: the final status, or the failure the event reports."""
+    event = check_event(event, task_id)
+    kind = event["status"]
+    if kind in ("success", "canceled"):
+        return finish(event["export"], accept_errors=accept_errors, log=log)
+    if kind == "timeout":
+        raise HubSpotExportTimeoutError(event["message"])
+    raise HubSpotExportError(
+        str(event.get("message")), status_code=event.get("status_code"), category=event.get("category")
+    )
 
 
 def check_event(event: Any, expected_task_id: str | None = None) -> dict[str, Any]:

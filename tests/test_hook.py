@@ -370,3 +370,28 @@ def test_error_survives_pickling():
     assert (
         type(copy) is HubSpotExportError and str(copy) == str(err) and copy.missing_scopes == ["crm.export"]
     )
+
+
+@pytest.mark.parametrize(
+    "fault", [{"kind": "status", "status": 500}, {"kind": "status", "status": 504}, {"kind": "reset"}]
+)
+def test_start_not_resent_when_hubspot_may_have_acted(sandbox, hook, fault):
+    # A resend could start a second export and spend the daily quota of 30.
+    sandbox.inject(path="/async", **fault)
+    with pytest.raises(HubSpotExportError) as err:
+        hook.start_export(CONTACTS)
+    assert "Not resent" in str(err.value) and "daily limit" in str(err.value)
+    assert len(sandbox.api_requests("/async", method="POST")) == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_start_resent_when_hubspot_turned_it_away(sandbox, hook, status):
+    sandbox.inject("status", status=status, retry_after=0.05, path="/async", times=2)
+    assert hook.start_export(CONTACTS)
+    assert len(sandbox.api_requests("/async", method="POST")) == 3
+
+
+def test_status_calls_are_resent_after_500(sandbox, hook):
+    sandbox.inject("status", status=500, retry_after=0.05, path="/status", times=2)
+    assert hook.get_export_status(hook.start_export(CONTACTS)).status
+    assert len(sandbox.api_requests("/status")) == 3

@@ -228,7 +228,7 @@ def test_poke_interval_grows_with_elapsed_time_and_respects_timeout():
     # By elapsed time, so a rescheduled sensor (a new process each poke) continues the growth.
     waits = [sensor._get_next_poke_interval(None, lambda e=e: e, 1) for e in (0, 31, 76, 5000, 7000, 7300)]
     assert waits == [30, 45, 67.5, 600, 200, 0]
-    sensor._asked_to_wait = 120  # a 429's Retry-After on the last poll
+    sensor._state.asked_to_wait = 120  # a 429's Retry-After on the last poll
     assert sensor._get_next_poke_interval(None, lambda: 0, 1) == 120
 
 
@@ -245,7 +245,13 @@ def test_bad_polling_knobs_refused(kwargs, message):
 
 @pytest.mark.parametrize(
     "event",
-    [None, {}, {"status": "weird"}, {"status": "success"}, {"status": "success", "export_task_id": "2", "export": {}}],
+    [
+        None,
+        {},
+        {"status": "weird"},
+        {"status": "success"},
+        {"status": "success", "export_task_id": "2", "export": {}},
+    ],
 )
 def test_execute_complete_fails_closed_on_unexpected_events(event):
     from airflow_provider_hubexport.exceptions import HubSpotExportError

@@ -7,6 +7,7 @@ from typing import Any
 
 import requests
 import tenacity
+import urllib3
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk.log import mask_secret
 
@@ -32,6 +33,14 @@ from airflow_provider_hubexport.models import (
 # A task id far beyond any HubSpot issues: the status call for it costs one request and answers
 # 404 when the token and scope are good.
 PROBE_TASK_ID = "999999999999999999"
+
+
+def _never_connected(err: Exception) -> bool:
+    """True when the request cannot have reached HubSpot: no connection was ever made."""
+    if isinstance(err, requests.ConnectTimeout):
+        return True
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 class HubSpotHook(HttpHook):
@@ -124,7 +133,7 @@ class HubSpotHook(HttpHook):
                     allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as err:
-                raise transient_error(request.describe, err) from None
+                raise transient_error(request.describe, err, sent=not _never_connected(err)) from None
 
         token = None
         if request.authenticated:
@@ -141,8 +150,16 @@ class HubSpotHook(HttpHook):
 
     def call(self, request: ApiRequest) -> Any:
         """Send one API request with the connection's retry policy; return the JSON body."""
-        retrying = tenacity.Retrying(**self.settings.retry.tenacity_kwargs(self.log, request.describe))
-        return retrying(self._send_once, request)
+        policy = self.settings.retry
+        retrying = tenacity.Retrying(
+            **policy.tenacity_kwargs(self.log, request.describe, idempotent=request.idempotent)
+        )
+        try:
+            return retrying(self._send_once, request)
+        except HubSpotExportError as err:
+            if err.retryable and not request.idempotent and err.maybe_processed:
+                raise policy.not_resent(err, request.describe) from None
+            raise
 
     def _refresh_token(self) -> None:
         s = self.settings

@@ -141,7 +141,8 @@ class HubSpotAsyncClient:
             ) as response:
                 return response.status, response.headers, await response.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            raise transient_error(request.describe, err) from None
+            never_connected = isinstance(err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+            raise transient_error(request.describe, err, sent=not never_connected) from None
 
     async def _send_once(self, request: ApiRequest) -> Any:
         assert self.settings is not None
@@ -161,8 +162,10 @@ class HubSpotAsyncClient:
 
     async def call(self, request: ApiRequest) -> Any:
         assert self.settings is not None
-        retrying = tenacity.AsyncRetrying(**self.settings.retry.tenacity_kwargs(self.log, request.describe))
-        return await retrying(self._send_once, request)
+        kwargs = self.settings.retry.tenacity_kwargs(
+            self.log, request.describe, idempotent=request.idempotent
+        )
+        return await tenacity.AsyncRetrying(**kwargs)(self._send_once, request)
 
     async def _refresh_token(self, rejected: str | None) -> None:
         """One refresh per connection at a time: a thousand waits on one loop share its result."""

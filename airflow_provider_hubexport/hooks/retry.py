@@ -16,13 +16,22 @@ import tenacity
 from airflow_provider_hubexport.exceptions import HubSpotExportError
 
 
+def _with_note(exc: HubSpotExportError, note: str) -> HubSpotExportError:
+    final = copy.copy(exc)
+    final.hubspot_message = exc.hubspot_message + note
+    final.args = (final._render(final.hubspot_message),)
+    return final
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Bounds on retries of one API call.
 
     429s wait as HubSpot asks (``Retry-After`` or its rate-limit window); 5xx and network errors
     back off exponentially with jitter. Both bounds hold: ``max_attempts`` calls at most, and no
-    sleep that would end past ``max_seconds`` after the first attempt.
+    sleep that would end past ``max_seconds`` after the first attempt. A call that is not
+    idempotent (starting an export) is resent only when HubSpot surely did not act on it (429, 503,
+    a connection that never opened).
     """
 
     max_attempts: int = 6
@@ -40,15 +49,24 @@ class RetryPolicy:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, HubSpotExportError) and exc.retry_after is not None:
             return min(exc.retry_after, self.max_seconds)
-        return self._backoff(state)
+        backoff = tenacity.wait_exponential_jitter(
+            initial=self.backoff_initial, max=self.backoff_max, jitter=1
+        )
+        return backoff(state)
 
-    @property
-    def _backoff(self) -> tenacity.wait.wait_base:
-        return tenacity.wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max, jitter=1)
+    def tenacity_kwargs(
+        self, log: logging.Logger | Any, what: str, *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying``.
 
-    def tenacity_kwargs(self, log: logging.Logger | Any, what: str) -> dict[str, Any]:
-        """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying``; the last error is re-raised with
-        how many attempts were spent, so a rate-limit storm ends in a sentence, not a RetryError."""
+        The last error is re-raised with a sentence on what was spent, so a rate-limit storm ends
+        in a clear message, not a ``RetryError``.
+        """
+
+        def worth_another_try(err: BaseException) -> bool:
+            if not isinstance(err, HubSpotExportError) or not err.retryable:
+                return False
+            return idempotent or not err.maybe_processed
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -62,14 +80,20 @@ class RetryPolicy:
 
         def give_up(state: tenacity.RetryCallState) -> Any:
             exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, HubSpotExportError) and exc.retryable:
-                raise _exhausted(exc, state, self)
+            if isinstance(exc, HubSpotExportError):
+                elapsed = state.seconds_since_start or 0.0
+                raise _with_note(
+                    exc,
+                    f" Gave up after {state.attempt_number} attempt(s) in {elapsed:.1f} s (retry budget: "
+                    f"{self.max_attempts} attempts, {self.max_seconds:g} s; raise the connection extras "
+                    "retry_max_attempts / retry_max_seconds to wait longer).",
+                )
             if exc is not None:
                 raise exc
             return state.outcome.result() if state.outcome else None
 
         return {
-            "retry": tenacity.retry_if_exception(lambda e: isinstance(e, HubSpotExportError) and e.retryable),
+            "retry": tenacity.retry_if_exception(worth_another_try),
             "stop": tenacity.stop_after_attempt(self.max_attempts)
             | tenacity.stop_before_delay(self.max_seconds),
             "wait": self._wait,
@@ -77,17 +101,11 @@ class RetryPolicy:
             "retry_error_callback": give_up,
         }
 
-
-def _exhausted(
-    exc: HubSpotExportError, state: tenacity.RetryCallState, policy: RetryPolicy
-) -> HubSpotExportError:
-    elapsed = state.seconds_since_start or 0.0
-    note = (
-        f" Gave up after {state.attempt_number} attempt(s) in {elapsed:.1f} s "
-        f"(retry budget: {policy.max_attempts} attempts, {policy.max_seconds:g} s; raise the connection "
-        "extras retry_max_attempts / retry_max_seconds to wait longer)."
-    )
-    final = copy.copy(exc)
-    final.hubspot_message = exc.hubspot_message + note
-    final.args = (final._render(final.hubspot_message),)
-    return final
+    @staticmethod
+    def not_resent(exc: HubSpotExportError, what: str) -> HubSpotExportError:
+        """The error for a non-idempotent call that failed after HubSpot may have acted on it."""
+        return _with_note(
+            exc,
+            f" Not resent: HubSpot may have acted on the {what} request already. If this was a start, "
+            "check HubSpot for a new export before starting another (the daily limit is 30).",
+        )

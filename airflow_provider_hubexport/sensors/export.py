@@ -29,7 +29,8 @@ from airflow_provider_hubexport.polling import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     PollSchedule,
-    check_event,
+    PollState,
+    complete_from_event,
     finish,
 )
 
@@ -95,8 +96,9 @@ class HubSpotExportSensor(BaseSensorOperator):
         self.max_transient_errors = max_transient_errors
         self.schedule = PollSchedule(float(self.poke_interval), backoff_factor, self.max_poke_interval)
         self._hook_instance: HubSpotHook | None = None
-        self._transient_in_a_row = 0
-        self._asked_to_wait: float | None = None
+        self._state = PollState(
+            str(export_task_id), self.schedule, max_transient_errors=max_transient_errors, log=self.log
+        )
 
     @property
     def hook(self) -> HubSpotHook:
@@ -109,22 +111,10 @@ class HubSpotExportSensor(BaseSensorOperator):
     # -- poke and reschedule modes ---------------------------------------------------------------
     def poke(self, context: Context) -> bool | PokeReturnValue:
         try:
-            status = self.hook.get_export_status(self.export_task_id)
+            status = self._state.seen(self.hook.get_export_status(self.export_task_id))
         except HubSpotExportError as err:
-            if err.retryable and self._transient_in_a_row < self.max_transient_errors:
-                self._transient_in_a_row += 1
-                self._asked_to_wait = err.retry_after
-                self.log.warning(
-                    "Export %s: status check failed (%d in a row, %d tolerated); polling again: %s",
-                    self.export_task_id,
-                    self._transient_in_a_row,
-                    self.max_transient_errors,
-                    err,
-                )
-                return False
-            raise
-        self._transient_in_a_row, self._asked_to_wait = 0, None
-        self.log.info("Export %s is %s", status.task_id, status.status)
+            self._state.failed(err)
+            return False
         if not status.is_final:
             return False
         return PokeReturnValue(
@@ -135,16 +125,14 @@ class HubSpotExportSensor(BaseSensorOperator):
         # Growth by elapsed time, not poke count: correct across reschedules, where
         # run_duration() counts from the first try's start.
         elapsed = run_duration()
-        wait = self.schedule.next_interval(elapsed)
-        if self._asked_to_wait:
-            wait = max(wait, self._asked_to_wait)
-        wait = max(0.0, min(wait, self.timeout - elapsed))
+        wait = self._state.next_wait(elapsed, self.timeout - elapsed)
         self.log.info("Next status check of export %s in %.0f s", self.export_task_id, wait)
         return wait
 
     # -- all modes -------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         self.export_task_id = validate_id(self.export_task_id, "export_task_id")
+        self._state.task_id = self.export_task_id
         if not self.deferrable:
             return super().execute(context)
         # Check once before deferring: a finished export needs no trigger (and a trigger that
@@ -179,15 +167,7 @@ class HubSpotExportSensor(BaseSensorOperator):
 
         Everything needed travels in the event itself: ``dag.test()`` resumes with the event alone.
         """
-        event = check_event(event, self.export_task_id)
-        kind = event["status"]
-        if kind in ("success", "canceled"):
-            return finish(event["export"], accept_errors=self.accept_errors, log=self.log)
-        if kind == "timeout":
-            raise AirflowSensorTimeout(event["message"])
-        raise HubSpotExportError(
-            str(event.get("message")), status_code=event.get("status_code"), category=event.get("category")
-        )
+        return complete_from_event(event, self.export_task_id, accept_errors=self.accept_errors, log=self.log)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         # BaseSensorOperator skips on every AirflowException when soft_fail is set; an auth, scope

@@ -15,6 +15,7 @@ from airflow_provider_hubexport.polling import (
     DEFAULT_MAX_TRANSIENT_ERRORS,
     DEFAULT_POLL_INTERVAL,
     PollSchedule,
+    PollState,
     error_event,
     status_event,
     timeout_event,
@@ -89,43 +90,26 @@ class HubSpotExportTrigger(BaseTrigger):
         from airflow_provider_hubexport.hooks.hubspot_async import HubSpotAsyncClient
 
         task_id = self.export_task_id
-        transient_in_a_row = 0
-        asked_to_wait: float | None = None  # HubSpot's Retry-After on the last failed poll
+        state = PollState(
+            task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
+        )
         try:
             async with HubSpotAsyncClient(self.hubspot_conn_id, log=self.log) as client:
                 while True:
-                    # The sensor polled just before deferring, so wait first, then poll.
-                    wait = self.schedule.next_interval(time.time() - self.started_at)
-                    if asked_to_wait:
-                        wait = max(wait, asked_to_wait)
+                    # The sensor checked just before deferring: wait first, then poll.
                     remaining = self._until_deadline()
-                    if remaining <= 0:
-                        yield TriggerEvent(timeout_event(task_id, self.timeout or 0))
-                        return
-                    await asyncio.sleep(min(wait, remaining))
+                    if remaining > 0:
+                        await asyncio.sleep(state.next_wait(time.time() - self.started_at, remaining))
                     if self._until_deadline() <= 0:
                         yield TriggerEvent(timeout_event(task_id, self.timeout or 0))
                         return
                     try:
-                        status = await client.get_export_status(task_id)
+                        status = state.seen(await client.get_export_status(task_id))
                     except HubSpotExportError as err:
-                        if err.retryable and transient_in_a_row < self.max_transient_errors:
-                            transient_in_a_row += 1
-                            asked_to_wait = err.retry_after
-                            self.log.warning(
-                                "Export %s: poll failed (%d in a row, %d tolerated): %s",
-                                task_id,
-                                transient_in_a_row,
-                                self.max_transient_errors,
-                                err,
-                            )
-                            continue
-                        yield TriggerEvent(error_event(task_id, err))
-                        return
-                    transient_in_a_row, asked_to_wait = 0, None
-                    self.log.info("Export %s is %s", task_id, status.status)
+                        state.failed(err)  # re-raises when it is not worth another poll
+                        continue
                     if status.is_final:
                         yield TriggerEvent(status_event(status))
                         return
-        except HubSpotExportError as err:  # e.g. a connection that cannot be read
+        except HubSpotExportError as err:  # permanent, too many in a row, or an unreadable connection
             yield TriggerEvent(error_event(task_id, err))
