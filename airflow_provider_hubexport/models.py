@@ -368,6 +368,18 @@ def parse_status(payload: Any, task_id: str) -> ExportStatus:
     )
 
 
+def signed_url_parts(url: str) -> list[str]:
+    """The pieces of a signed URL that are secret on their own, for the secrets masker: loggers
+    (urllib3's, for one) print the path and query without the host."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    pieces = [url]
+    if parts.query:
+        pieces += [f"{parts.path}?{parts.query}", parts.query]
+    return pieces
+
+
 @dataclass(frozen=True)
 class AccessToken:
     token: str = field(repr=False)

@@ -23,6 +23,8 @@ DEFAULT_BACKOFF_FACTOR = 1.5
 DEFAULT_MAX_POLL_INTERVAL = 600.0
 DEFAULT_TIMEOUT = 24 * 3600.0
 DEFAULT_MAX_TRANSIENT_ERRORS = 5
+# Time the scheduler's own deferral timeout leaves the trigger to send its timeout event first.
+DEFERRAL_TIMEOUT_MARGIN = 300.0
 
 EVENT_STATUSES = ("success", "canceled", "error", "timeout")
 

@@ -54,5 +54,6 @@ def _read(dag_run: Any) -> RunResult:
         rows = session.scalars(
             XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, key="return_value")
         ).all()
-        result.xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+        # Values pushed through the Task Execution API are stored as JSON and come back as Python.
+        result.xcom = {row.task_id: row.value for row in rows}
     return result

@@ -13,6 +13,7 @@ HEAVY = [
     "airflow_provider_hubexport.sandbox",
 ]
 LIGHT_MODULES = [
+    "airflow_provider_hubexport.operators.export",
     "airflow_provider_hubexport.sensors.export",
     "airflow_provider_hubexport.triggers.export",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -11,7 +12,7 @@ import urllib3
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk.log import mask_secret
 
-from airflow_provider_hubexport.exceptions import HubSpotExportError
+from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
 from airflow_provider_hubexport.hooks import auth
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.hooks.retry import RetryPolicy
@@ -23,6 +24,7 @@ from airflow_provider_hubexport.models import (
     parse_status,
     parse_token_response,
     read_response,
+    signed_url_parts,
     start_export_request,
     status_request,
     token_refresh_request,
@@ -185,7 +187,8 @@ class HubSpotHook(HttpHook):
         tid = validate_id(task_id, "export_task_id")
         status = parse_status(self.call(status_request(self.settings.api_version, tid)), tid)
         if status.result_url:
-            mask_secret(status.result_url)
+            for part in signed_url_parts(status.result_url):
+                mask_secret(part)
         return status
 
     def get_export(self, export_id: str | int) -> dict[str, Any]:
@@ -193,6 +196,89 @@ class HubSpotHook(HttpHook):
         if not isinstance(payload, dict):
             raise HubSpotExportError("HubSpot returned a malformed export description: not an object.")
         return payload
+
+    def download_export(
+        self,
+        task_id: str | int,
+        destination: Any,
+        unzip: bool = False,
+        *,
+        overwrite: bool = True,
+        max_attempts: int = 3,
+    ) -> list[dict[str, Any]]:
+        """Download a COMPLETE export's file into ``destination``; return ``[{path, size, sha256}]``.
+
+        Asks HubSpot for a fresh status first (signed URLs live minutes), streams the file to a
+        staging name, checks its length (and a ZIP's CRCs), then renames it into place, or puts it
+        whole to object storage. An expired URL, a 5xx or a cut-short download gets a fresh URL and
+        another try, ``max_attempts`` in all. With ``unzip=True`` a ZIP's members are extracted
+        instead, and an archive with any member that would land outside ``destination`` is refused.
+        """
+        from airflow_provider_hubexport.hooks.download import fetch, file_session, remove_quietly
+        from airflow_provider_hubexport.landing import Destination, check_zip, is_zip
+
+        tid = validate_id(task_id, "export_task_id")
+        dest = Destination(destination)
+        settings = self.settings
+        dest.prepare(tid)
+        session = file_session()
+        try:
+            for attempt in range(1, max_attempts + 1):
+                status = self.get_export_status(tid)
+                if status.status == "CANCELED":
+                    raise HubSpotExportCanceledError(
+                        f"Export {tid} was canceled by HubSpot; there is no file to download. "
+                        + " | ".join(status.errors)
+                    )
+                if status.status != "COMPLETE" or not status.result_url:
+                    raise HubSpotExportError(
+                        f"Export {tid} is {status.status}, not COMPLETE: wait for it (HubSpotExportSensor) "
+                        "before downloading."
+                    )
+                staged_path = dest.staged_name(tid)
+                try:
+                    name, staged = fetch(
+                        session,
+                        status.result_url,
+                        staged_path,
+                        tid,
+                        timeout=(settings.connect_timeout, settings.read_timeout),
+                        log=self.log,
+                    )
+                    if is_zip(staged.path):
+                        check_zip(staged.path)
+                except HubSpotExportError as err:
+                    remove_quietly(staged_path)
+                    if not err.retryable or attempt == max_attempts:
+                        raise type(err)(
+                            f"{err.hubspot_message} Gave up after {attempt} download attempt(s).",
+                            status_code=err.status_code,
+                        ) from None
+                    self.log.warning(
+                        "Download of export %s, attempt %d of %d, failed (%s); trying again with a fresh URL",
+                        tid, attempt, max_attempts, err,
+                    )  # fmt: skip
+                    time.sleep(0.5 * 2 ** (attempt - 1))
+                    continue
+                except BaseException:
+                    remove_quietly(staged_path)
+                    raise
+                try:
+                    if unzip and is_zip(staged.path):
+                        landed = dest.extract(staged.path, tid, overwrite=overwrite)
+                    else:
+                        landed = [dest.land(staged, [name], overwrite=overwrite)]
+                finally:
+                    remove_quietly(staged.path)
+                for item in landed:
+                    self.log.info(
+                        "Landed %s (%d bytes, sha256 %s)", item["path"], item["size"], item["sha256"]
+                    )
+                return landed
+            raise AssertionError("unreachable")  # the loop returns or raises
+        finally:
+            session.close()
+            dest.cleanup()
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token and the crm.export scope with one status call that must answer 404."""

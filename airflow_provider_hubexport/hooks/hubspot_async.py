@@ -24,6 +24,7 @@ from airflow_provider_hubexport.models import (
     parse_status,
     parse_token_response,
     read_response,
+    signed_url_parts,
     status_request,
     token_refresh_request,
     transient_error,
@@ -188,5 +189,6 @@ class HubSpotAsyncClient:
         tid = validate_id(task_id, "export_task_id")
         status = parse_status(await self.call(status_request(self.settings.api_version, tid)), tid)
         if status.result_url:
-            await _mask(status.result_url)
+            for part in signed_url_parts(status.result_url):
+                await _mask(part)
         return status

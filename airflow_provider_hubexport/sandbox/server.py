@@ -563,6 +563,10 @@ class Sandbox:
         assert export.file_path is not None
         name = os.path.basename(export.file_path)
         expires = int(self.clock() + export.plan.url_ttl) if export.plan.url_ttl > 0 else 0
+        with self._lock:
+            if export.plan.expired_urls > 0:
+                export.plan.expired_urls -= 1
+                expires = 0
         sig = self._signature(export.id, name, expires)
         return f"{self.files_url}/hubspot-exports/{export.id}/{quote(name)}?Expires={expires}&Signature={sig}"
 

@@ -21,6 +21,7 @@ class ExportPlan:
     errors: list[dict[str, Any]] = field(default_factory=list)
     row_count: int = 25
     url_ttl: float = 300.0
+    expired_urls: int = 0  # the first N signed URLs handed out have already expired
     cut_downloads: int = 0
     corrupt: bool = False
     unsafe_zip: bool = False

@@ -6,7 +6,6 @@ load when the sensor runs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from airflow_provider_hubexport.polling import (
     DEFAULT_MAX_TRANSIENT_ERRORS,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
+    DEFERRAL_TIMEOUT_MARGIN,
     PollSchedule,
     PollState,
     complete_from_event,
@@ -38,9 +38,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
-
-# Time the scheduler's own deferral timeout leaves the trigger to send its timeout event first.
-DEFERRAL_TIMEOUT_MARGIN = 300.0
 
 
 class HubSpotExportSensor(BaseSensorOperator):
@@ -145,17 +142,12 @@ class HubSpotExportSensor(BaseSensorOperator):
             return done.xcom_value if isinstance(done, PokeReturnValue) else None
         from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
 
-        now = time.time()
         self.defer(
-            trigger=HubSpotExportTrigger(
-                export_task_id=self.export_task_id,
-                hubspot_conn_id=self.hubspot_conn_id,
-                poll_interval=self.poke_interval,
-                backoff_factor=self.backoff_factor,
-                max_poll_interval=self.max_poke_interval,
-                deadline=now + self.timeout,
+            trigger=HubSpotExportTrigger.starting_now(
+                self.export_task_id,
+                self.hubspot_conn_id,
+                self.schedule,
                 timeout=self.timeout,
-                started_at=now,
                 max_transient_errors=self.max_transient_errors,
             ),
             method_name="execute_complete",

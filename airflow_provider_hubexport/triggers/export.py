@@ -66,6 +66,30 @@ class HubSpotExportTrigger(BaseTrigger):
         self.max_transient_errors = max_transient_errors
         self.schedule = PollSchedule(self.poll_interval, self.backoff_factor, self.max_poll_interval)
 
+    @classmethod
+    def starting_now(
+        cls,
+        export_task_id: str,
+        hubspot_conn_id: str,
+        schedule: PollSchedule,
+        *,
+        timeout: float,
+        max_transient_errors: int,
+    ) -> HubSpotExportTrigger:
+        """A wait that begins now and gives up ``timeout`` seconds from now (sensor and operator)."""
+        now = time.time()
+        return cls(
+            export_task_id=export_task_id,
+            hubspot_conn_id=hubspot_conn_id,
+            poll_interval=schedule.initial,
+            backoff_factor=schedule.factor,
+            max_poll_interval=schedule.maximum,
+            deadline=now + timeout,
+            timeout=timeout,
+            started_at=now,
+            max_transient_errors=max_transient_errors,
+        )
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",

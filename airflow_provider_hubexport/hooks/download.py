@@ -1,0 +1,121 @@
+"""Streams a signed result file to disk: flat memory, checked length, progress in the log.
+
+The file host is not the API host: no Authorization header ever goes there (this session has
+none), and an error never quotes the URL, which is a credential until it expires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Any
+
+import requests
+
+from airflow_provider_hubexport.exceptions import HubSpotExportError
+from airflow_provider_hubexport.hooks.connection import USER_AGENT, check_url_scheme
+from airflow_provider_hubexport.landing import StagedFile, filename_for
+
+CHUNK_SIZE = 1024 * 1024
+PROGRESS_EVERY = 5.0
+
+
+def file_session() -> requests.Session:
+    """A session for the file host only: no auth, no API headers, no proxies from the connection."""
+    session = requests.Session()
+    session.headers.update({"User-Agent": f"{USER_AGENT} requests"})
+    return session
+
+
+class Progress:
+    """Logs bytes so far, MB/s, and percent and ETA when the size is known, at most every few seconds."""
+
+    def __init__(self, log: Any, name: str, total: int | None, every: float = PROGRESS_EVERY) -> None:
+        self.log, self.name, self.total, self.every = log, name, total, every
+        self.started = self.last = time.monotonic()
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < self.every:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = done / elapsed / 1e6
+        if self.total:
+            eta = (self.total - done) / (done / elapsed) if done else float("inf")
+            self.log.info(
+                "%s: %.1f of %.1f MB (%.0f%%) at %.1f MB/s, ETA %.0f s",
+                self.name, done / 1e6, self.total / 1e6, 100 * done / self.total, rate, eta,
+            )  # fmt: skip
+        else:
+            self.log.info("%s: %.1f MB at %.1f MB/s", self.name, done / 1e6, rate)
+
+
+def fetch(
+    session: requests.Session,
+    url: str,
+    staged_path: str,
+    task_id: str,
+    *,
+    timeout: tuple[float, float],
+    log: Any,
+) -> tuple[str, StagedFile]:
+    """Download ``url`` into ``staged_path``; return HubSpot's file name and the staged file.
+
+    Raises a retryable ``HubSpotExportError`` for an expired URL (403/410), a 5xx, a dropped
+    connection or a short read, so the caller can get a fresh URL and try again.
+    """
+    check_url_scheme(url, "The signed result URL")
+    try:
+        response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as err:
+        raise HubSpotExportError(
+            f"Download of export {task_id} failed: {type(err).__name__}.", retryable=True
+        )
+    with response:
+        if response.status_code in (403, 410):
+            raise HubSpotExportError(
+                f"The file host refused the signed URL of export {task_id} (HTTP {response.status_code}): it "
+                "has probably expired.",
+                status_code=response.status_code,
+                retryable=True,
+            )
+        if response.status_code != 200:
+            raise HubSpotExportError(
+                f"The file host answered HTTP {response.status_code} for export {task_id}.",
+                status_code=response.status_code,
+                retryable=response.status_code == 429 or response.status_code >= 500,
+            )
+        name = filename_for(response.headers, url, task_id)
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        progress = Progress(log, name, expected)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(staged_path, "wb") as out:
+                for chunk in response.iter_content(CHUNK_SIZE):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    progress.update(size)
+        except (requests.RequestException, OSError) as err:
+            if isinstance(err, OSError) and not isinstance(err, requests.RequestException):
+                raise HubSpotExportError(f"Writing export {task_id} to disk failed: {err.strerror}.")
+            raise HubSpotExportError(
+                f"Download of export {task_id} was cut short after {size} bytes ({type(err).__name__}).",
+                retryable=True,
+            )
+    if expected is not None and size != expected:
+        raise HubSpotExportError(
+            f"Download of export {task_id} was cut short: {size} of {expected} bytes.", retryable=True
+        )
+    progress.update(size, final=True)
+    return name, StagedFile(staged_path, size, digest.hexdigest())
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,237 @@
+"""Where exported files land, and how: atomically, with safe names, never a partial file at a
+final name. Local directories get a rename on the same filesystem; other ``ObjectStoragePath``
+stores get the finished file put whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
+
+STAGING_PREFIX = ".hubspot-"
+STAGING_SUFFIX = ".part"
+_CHUNK = 1024 * 1024
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f/\\:]")
+_EXTENSIONS = {"text/csv": ".csv", "application/zip": ".zip", "application/vnd.ms-excel": ".xls",
+               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx"}  # fmt: skip
+
+
+def safe_filename(name: str | None) -> str | None:
+    """A bare file name that cannot point anywhere but into the destination, or None."""
+    if not name:
+        return None
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _BAD_CHARS.sub("_", name).strip().lstrip(".")
+    return name[:200] or None
+
+
+def filename_for(headers: Any, url: str, task_id: str) -> str:
+    """HubSpot's name for the file: Content-Disposition, else the URL's last segment, else a default."""
+    disposition = headers.get("Content-Disposition")
+    if disposition:
+        msg = Message()
+        msg["content-disposition"] = disposition
+        name = safe_filename(msg.get_filename())
+        if name:
+            return name
+    name = safe_filename(unquote(posixpath.basename(urlsplit(url).path)))
+    if name:
+        return name
+    content_type = (headers.get("Content-Type") or "").split(";")[0].strip()
+    return f"hubspot-export-{task_id}{_EXTENSIONS.get(content_type, '.bin')}"
+
+
+def is_zip(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def check_zip(path: str) -> None:
+    """A ZIP counts as downloaded only if every member's CRC checks out."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise HubSpotExportError(f"The downloaded ZIP is corrupt ({err}).", retryable=True)
+    if bad is not None:
+        raise HubSpotExportError(
+            f"The downloaded ZIP is corrupt: member {bad!r} fails its CRC check.", retryable=True
+        )
+
+
+def member_parts(name: str) -> list[str] | None:
+    """The path parts of a ZIP member if it stays inside the destination, else None."""
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or "\x00" in name:
+        return None
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        return None
+    return parts
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return (info.external_attr >> 16) & 0o170000 == 0o120000
+
+
+@dataclass
+class StagedFile:
+    """A finished download waiting in the staging area to be landed."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def hash_copy(src: Any, dst: Any) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    while chunk := src.read(_CHUNK):
+        dst.write(chunk)
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class Destination:
+    """A local directory, a ``file://`` URI, or any ``ObjectStoragePath`` URI (``s3://``, ``gs://``)."""
+
+    def __init__(self, destination: Any) -> None:
+        if destination is None or str(destination).strip() == "":
+            raise HubSpotExportRequestError(
+                "destination is required: a local directory or an object storage URI such as s3://bucket/path."
+            )
+        self.remote: Any = None
+        text = str(destination)
+        scheme = urlsplit(text).scheme if "://" in text else ""
+        if scheme in ("", "file"):
+            local = unquote(urlsplit(text).path) if scheme == "file" else text
+            self.local_dir: str | None = os.path.abspath(os.path.expanduser(local))
+        else:
+            from airflow.sdk import ObjectStoragePath
+
+            self.local_dir = None
+            self.remote = (
+                destination if isinstance(destination, ObjectStoragePath) else ObjectStoragePath(text)
+            )
+        self._staging_root: str | None = None
+
+    def __str__(self) -> str:
+        return self.local_dir if self.local_dir is not None else str(self.remote)
+
+    def prepare(self, task_id: str) -> str:
+        """Make sure the destination can take files; return the staging directory to download into.
+
+        Local files are staged in the destination itself (a rename is then atomic); remote ones in a
+        private temporary directory. Leftovers of an earlier, killed try of the same export are
+        removed here.
+        """
+        if self.local_dir is not None:
+            try:
+                os.makedirs(self.local_dir, exist_ok=True)
+            except OSError as err:
+                raise HubSpotExportRequestError(
+                    f"destination {self.local_dir!r} cannot be created ({err.strerror}): choose a writable "
+                    "directory."
+                )
+            if not os.path.isdir(self.local_dir) or not os.access(self.local_dir, os.W_OK | os.X_OK):
+                raise HubSpotExportRequestError(
+                    f"destination {self.local_dir!r} is not a writable directory: fix its permissions or "
+                    "choose another."
+                )
+            for stale in Path(self.local_dir).glob(f"{STAGING_PREFIX}{task_id}-*{STAGING_SUFFIX}"):
+                stale.unlink(missing_ok=True)
+            return self.local_dir
+        self.remote.mkdir(parents=True, exist_ok=True)
+        self._staging_root = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{task_id}-")
+        return self._staging_root
+
+    def cleanup(self) -> None:
+        if self._staging_root is not None:
+            shutil.rmtree(self._staging_root, ignore_errors=True)
+            self._staging_root = None
+
+    def _target(self, parts: list[str]) -> Any:
+        if self.local_dir is not None:
+            return os.path.join(self.local_dir, *parts)
+        target = self.remote
+        for part in parts:
+            target = target / part
+        return target
+
+    def exists(self, parts: list[str]) -> bool:
+        target = self._target(parts)
+        return os.path.exists(target) if self.local_dir is not None else target.exists()
+
+    def land(self, staged: StagedFile, parts: list[str], *, overwrite: bool) -> dict[str, Any]:
+        """Move a finished file to its final name in one step; return what the XCom reports."""
+        target = self._target(parts)
+        if not overwrite and self.exists(parts):
+            os.remove(staged.path)
+            raise HubSpotExportRequestError(
+                f"{target} already exists and overwrite=False: remove it or pass overwrite=True."
+            )
+        if self.local_dir is not None:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.chmod(staged.path, 0o644)
+            os.replace(staged.path, target)
+        else:
+            try:
+                target.fs.put(staged.path, target.path)
+            finally:
+                os.remove(staged.path)
+        return {"path": str(target), "size": staged.size, "sha256": staged.sha256}
+
+    def staged_name(self, task_id: str) -> str:
+        assert self.local_dir is not None or self._staging_root is not None
+        fd, path = tempfile.mkstemp(
+            dir=self.local_dir or self._staging_root,
+            prefix=f"{STAGING_PREFIX}{task_id}-",
+            suffix=STAGING_SUFFIX,
+        )
+        os.close(fd)
+        return path
+
+    def extract(self, archive: str, task_id: str, *, overwrite: bool) -> list[dict[str, Any]]:
+        """Land every member of a ZIP, refusing the whole archive if any member would escape."""
+        with zipfile.ZipFile(archive) as zf:
+            members = [i for i in zf.infolist() if not i.is_dir()]
+            unsafe = [i.filename for i in members if member_parts(i.filename) is None or _is_symlink(i)]
+            if unsafe:
+                raise HubSpotExportError(
+                    "Refused to extract the export's ZIP: these members would land outside the destination: "
+                    + ", ".join(repr(n) for n in unsafe[:10])
+                    + ". Nothing was extracted; download with unzip=False to inspect it."
+                )
+            if not overwrite:
+                existing = [str(self._target(member_parts(i.filename) or [])) for i in members
+                            if self.exists(member_parts(i.filename) or [])]  # fmt: skip
+                if existing:
+                    raise HubSpotExportRequestError(
+                        f"{', '.join(existing[:5])} already exist(s) and overwrite=False: remove them or pass "
+                        "overwrite=True."
+                    )
+            landed = []
+            for info in members:
+                staged_path = self.staged_name(task_id)
+                try:
+                    with zf.open(info) as src, open(staged_path, "wb") as dst:
+                        size, digest = hash_copy(src, dst)
+                    landed.append(
+                        self.land(StagedFile(staged_path, size, digest), member_parts(info.filename) or [],
+                                  overwrite=True)
+                    )  # fmt: skip
+                finally:
+                    if os.path.exists(staged_path):
+                        os.remove(staged_path)
+            return landed

@@ -1,0 +1,344 @@
+"""Start an export, download its file, or both with the wait in between, as Airflow tasks.
+
+DAG files import this module on every parse: it imports no HTTP library and not the hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
+from airflow_provider_hubexport.models import validate_export_request, validate_id
+from airflow_provider_hubexport.polling import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_MAX_TRANSIENT_ERRORS,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+    DEFERRAL_TIMEOUT_MARGIN,
+    PollSchedule,
+    PollState,
+    check_event,
+    complete_from_event,
+    finish,
+    wait_for_export,
+)
+
+try:
+    from airflow.sdk import ResumableJobMixin
+except ImportError:  # Airflow < 3.3: common-compat's stand-in starts a new export on every try
+    from airflow.providers.common.compat.sdk import ResumableJobMixin  # type: ignore[attr-defined,no-redef]
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+# Operator keyword -> HubSpot's field in the export request.
+REQUEST_FIELDS = {
+    "object_type": "objectType",
+    "object_properties": "objectProperties",
+    "export_type": "exportType",
+    "file_format": "format",
+    "language": "language",
+    "export_name": "exportName",
+    "list_id": "listId",
+    "associated_object_types": "associatedObjectType",
+}
+# Operator keyword -> field of the request's publicCrmSearchRequest.
+SEARCH_FIELDS = {"filters": "filters", "filter_groups": "filterGroups", "query": "query", "sorts": "sorts"}
+REQUEST_DEFAULTS = {"exportType": "VIEW", "format": "CSV", "language": "EN"}
+
+
+def build_export_request(
+    export_request: dict[str, Any] | None, fields: dict[str, Any], default_name: str
+) -> dict[str, Any]:
+    """Merge ``export_request`` and the keyword fields into one checked request.
+
+    A field given both ways with different values is refused rather than silently picked.
+    """
+    if export_request is not None and not isinstance(export_request, dict):
+        raise HubSpotExportRequestError(
+            f"export_request must be a dict in HubSpot's camelCase shape, got {type(export_request).__name__}."
+        )
+    request = dict(export_request or {})
+    search = dict(request.get("publicCrmSearchRequest") or {})
+    for table, target in ((REQUEST_FIELDS, request), (SEARCH_FIELDS, search)):
+        for keyword, wire in table.items():
+            value = fields.get(keyword)
+            if value is None:
+                continue
+            if wire in target and target[wire] != value:
+                raise HubSpotExportRequestError(
+                    f"{keyword}={value!r} conflicts with export_request's {wire}={target[wire]!r}: give it once."
+                )
+            target[wire] = value
+    if search:
+        request["publicCrmSearchRequest"] = search
+    for wire, default in REQUEST_DEFAULTS.items():
+        request.setdefault(wire, default)
+    request.setdefault("exportName", default_name[:200])
+    return validate_export_request(request)
+
+
+class HubSpotStartExportOperator(ResumableJobMixin, BaseOperator):
+    """Starts a HubSpot CRM export; its XCom value is the export's task id.
+
+    Give the request in HubSpot's own shape (``export_request``), with keyword arguments for the
+    common fields, or both. It is checked before anything is sent. A retry reconnects to the export
+    this task already started (Airflow 3.3's ``task_state_store``) instead of starting another:
+    HubSpot allows 30 exports a day and runs one at a time.
+
+    :param export_request: the request body, e.g. ``{"exportType": "VIEW", "format": "CSV",
+        "objectType": "CONTACT", "objectProperties": ["email"]}`` (templated).
+    :param object_type: ``objectType``: CONTACT, COMPANY, DEAL, TICKET or a custom object id.
+    :param object_properties: ``objectProperties``: the properties (columns) to export.
+    :param export_type: ``exportType``: VIEW (default) or LIST.
+    :param file_format: ``format``: CSV (default), XLSX or XLS.
+    :param language: ``language``: EN (default), DE, ES, FR, JA, NL, PT_BR, IT, PL, SV, FI, ZH_TW, DA_DK, NO.
+    :param export_name: ``exportName`` (default: the DAG, task and run ids).
+    :param list_id: ``listId``, for LIST exports.
+    :param associated_object_types: ``associatedObjectType``: associated objects to include.
+    :param filters: ``publicCrmSearchRequest.filters``, e.g. ``[{"propertyName": "lastmodifieddate",
+        "operator": "BETWEEN", "value": "...", "highValue": "..."}]``.
+    :param filter_groups: ``publicCrmSearchRequest.filterGroups``.
+    :param query: ``publicCrmSearchRequest.query``.
+    :param sorts: ``publicCrmSearchRequest.sorts``.
+    """
+
+    template_fields: Sequence[str] = ("export_request", *REQUEST_FIELDS, *SEARCH_FIELDS, "hubspot_conn_id")
+    template_fields_renderers = {"export_request": "json", "filters": "json", "filter_groups": "json"}
+    ui_color = "#ff7a59"
+    external_id_key = "hubspot_export_task_id"
+
+    def __init__(
+        self,
+        *,
+        export_request: dict[str, Any] | None = None,
+        object_type: str | None = None,
+        object_properties: list[str] | None = None,
+        export_type: str | None = None,
+        file_format: str | None = None,
+        language: str | None = None,
+        export_name: str | None = None,
+        list_id: str | int | None = None,
+        associated_object_types: list[str] | None = None,
+        filters: list[dict[str, Any]] | None = None,
+        filter_groups: list[dict[str, Any]] | None = None,
+        query: str | None = None,
+        sorts: list[Any] | None = None,
+        hubspot_conn_id: str = "hubspot_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.export_request = export_request
+        self.object_type = object_type
+        self.object_properties = object_properties
+        self.export_type = export_type
+        self.file_format = file_format
+        self.language = language
+        self.export_name = export_name
+        self.list_id = list_id
+        self.associated_object_types = associated_object_types
+        self.filters = filters
+        self.filter_groups = filter_groups
+        self.query = query
+        self.sorts = sorts
+        self.hubspot_conn_id = hubspot_conn_id
+        self._request: dict[str, Any] = {}
+        self._hook_instance: HubSpotHook | None = None
+
+    @property
+    def hook(self) -> HubSpotHook:
+        if self._hook_instance is None:
+            from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+            self._hook_instance = HubSpotHook(hubspot_conn_id=self.hubspot_conn_id)
+        return self._hook_instance
+
+    def execute(self, context: Context) -> Any:
+        fields = {k: getattr(self, k) for k in (*REQUEST_FIELDS, *SEARCH_FIELDS)}
+        run_id = context["run_id"] if "run_id" in context else ""
+        self._request = build_export_request(
+            self.export_request, fields, f"{self.dag_id}.{self.task_id} {run_id}"
+        )
+        return self.execute_resumable(context)
+
+    # -- ResumableJobMixin -----------------------------------------------------------------------
+    def submit_job(self, context: Context) -> str:
+        return self.hook.start_export(self._request)
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        return self.hook.get_export_status(external_id).status
+
+    def is_job_active(self, status: str) -> bool:
+        return status in ("PENDING", "PROCESSING")
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == "COMPLETE"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        # Starting is the whole job. The mixin returns this method's value when it reconnects to a
+        # running export, so it returns the result rather than None.
+        return self.get_job_result(external_id, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> Any:
+        return validate_id(external_id, "export_task_id")
+
+
+class HubSpotDownloadExportOperator(BaseOperator):
+    """Downloads a COMPLETE export's file to a local directory or object storage.
+
+    The XCom value is ``[{"path", "size", "sha256"}]`` for what landed. Files land atomically: a
+    reader never sees a partial file at its final name. Set ``outlets`` to an Asset for the
+    destination so downstream DAGs can be scheduled on it.
+
+    :param export_task_id: the export's task id (templated), e.g.
+        ``"{{ ti.xcom_pull(task_ids='start_export') }}"``.
+    :param destination: a local directory, or an ``ObjectStoragePath`` URI such as
+        ``s3://bucket/hubspot/{{ ds }}/`` (templated).
+    :param unzip: extract a ZIP's files into ``destination`` instead of landing the ZIP.
+    :param overwrite: replace files already at the destination (default True, so re-runs and
+        backfills are idempotent); False fails instead.
+    """
+
+    template_fields: Sequence[str] = ("export_task_id", "destination", "hubspot_conn_id")
+    ui_color = "#ff7a59"
+
+    def __init__(
+        self,
+        *,
+        export_task_id: str | int,
+        destination: Any,
+        unzip: bool = False,
+        overwrite: bool = True,
+        hubspot_conn_id: str = "hubspot_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.export_task_id = export_task_id
+        self.destination = destination
+        self.unzip = unzip
+        self.overwrite = overwrite
+        self.hubspot_conn_id = hubspot_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+        export_task_id = validate_id(self.export_task_id, "export_task_id")
+        landed = HubSpotHook(hubspot_conn_id=self.hubspot_conn_id).download_export(
+            export_task_id, self.destination, unzip=self.unzip, overwrite=self.overwrite
+        )
+        record_outlet_events(context, self.outlets, export_task_id, landed)
+        return landed
+
+
+def record_outlet_events(
+    context: Any, outlets: Any, export_task_id: str, landed: list[dict[str, Any]]
+) -> None:
+    """Describe what landed on each outlet Asset's event, for consumers scheduled on it."""
+    events = context.get("outlet_events") if hasattr(context, "get") else None
+    if events is None or not outlets:  # the accessors fill lazily: an empty one is still usable
+        return
+    for outlet in outlets:
+        try:
+            events[outlet].extra = {"hubspot_export_id": export_task_id, "files": [f["path"] for f in landed]}
+        except (KeyError, TypeError, AttributeError):
+            continue  # not an Asset (e.g. an alias); Airflow records its event as usual
+
+
+class HubSpotExportOperator(HubSpotStartExportOperator):
+    """Starts an export, waits for it and downloads its file, in one task.
+
+    Takes the start operator's request arguments, the sensor's waiting arguments and the download
+    operator's destination arguments, and reuses their code. The XCom value is the download's list
+    of ``{"path", "size", "sha256"}``. A retry reconnects to the export already started (running or
+    COMPLETE) rather than starting another; after a failed download it only downloads again.
+
+    :param destination: where the file lands (see ``HubSpotDownloadExportOperator``).
+    :param deferrable: wait on the triggerer (default from ``[operators] default_deferrable``).
+    :param poke_interval: first wait between status checks, growing by ``backoff_factor`` up to
+        ``max_poke_interval``; ``timeout`` bounds the whole wait; ``accept_errors`` accepts a COMPLETE
+        export with errors (see ``HubSpotExportSensor``).
+    """
+
+    template_fields: Sequence[str] = (*HubSpotStartExportOperator.template_fields, "destination")
+
+    def __init__(
+        self,
+        *,
+        destination: Any,
+        unzip: bool = False,
+        overwrite: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float = DEFAULT_POLL_INTERVAL,
+        backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
+        max_poke_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
+        accept_errors: bool = False,
+        max_transient_errors: int = DEFAULT_MAX_TRANSIENT_ERRORS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.destination = destination
+        self.unzip = unzip
+        self.overwrite = overwrite
+        self.deferrable = deferrable
+        self.schedule = PollSchedule(
+            float(poke_interval), backoff_factor, max(max_poke_interval, poke_interval)
+        )
+        self.timeout = float(timeout.total_seconds() if isinstance(timeout, timedelta) else timeout)
+        self.accept_errors = accept_errors
+        self.max_transient_errors = max_transient_errors
+        self._landed: dict[str, list[dict[str, Any]]] = {}
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        task_id = validate_id(external_id, "export_task_id")
+        state = PollState(
+            task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
+        )
+        if self.deferrable:
+            # Check once first: a finished export needs no trigger.
+            status = state.seen(self.hook.get_export_status(task_id))
+            if status.is_final:
+                finish(status.to_dict(), accept_errors=self.accept_errors, log=self.log)
+                return self.get_job_result(task_id, context)
+            from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
+
+            self.defer(
+                trigger=HubSpotExportTrigger.starting_now(
+                    task_id,
+                    self.hubspot_conn_id,
+                    self.schedule,
+                    timeout=self.timeout,
+                    max_transient_errors=self.max_transient_errors,
+                ),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=self.timeout + DEFERRAL_TIMEOUT_MARGIN),
+            )
+        wait_for_export(
+            lambda: self.hook.get_export_status(task_id),
+            state,
+            timeout=self.timeout,
+            accept_errors=self.accept_errors,
+        )
+        return self.get_job_result(task_id, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> Any:
+        # The mixin may ask twice (after polling, and again for its return value): download once.
+        task_id = validate_id(external_id, "export_task_id")
+        if task_id not in self._landed:
+            self._landed[task_id] = self.hook.download_export(
+                task_id, self.destination, unzip=self.unzip, overwrite=self.overwrite
+            )
+            record_outlet_events(context, self.outlets, task_id, self._landed[task_id])
+        return self._landed[task_id]
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        task_id = validate_id(check_event(event).get("export_task_id"), "export_task_id")
+        complete_from_event(event, task_id, accept_errors=self.accept_errors, log=self.log)
+        return self.get_job_result(task_id, context)

@@ -1,0 +1,219 @@
+"""HubSpotHook.download_export against the sandbox's file host: formats, destinations, faults."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import pytest
+from conftest import CONTACTS, SECRET_TOKEN
+
+from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
+from airflow_provider_hubexport.sandbox import Packaging
+
+
+@pytest.fixture
+def complete(sandbox, hook):
+    def _complete(request=None, **plan):
+        sandbox.plan_next(pending_polls=0, processing_polls=0, **plan)
+        task_id = hook.start_export(request or CONTACTS)
+        hook.get_export_status(task_id)  # COMPLETE: the sandbox has written the file
+        return task_id
+
+    return _complete
+
+
+def _sha(path):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _listing(directory):
+    return sorted(os.listdir(directory))
+
+
+@pytest.mark.parametrize("fmt,ext", [("CSV", ".csv"), ("XLSX", ".xlsx"), ("XLS", ".xls")])
+def test_formats_land_byte_identical(sandbox, hook, complete, tmp_path, fmt, ext):
+    task_id = complete({**CONTACTS, "format": fmt}, row_count=300)
+    (landed,) = hook.download_export(task_id, str(tmp_path / "out"))
+    served = sandbox.served_file(task_id)
+    assert landed["path"] == str(tmp_path / "out" / os.path.basename(served)) and landed["path"].endswith(ext)
+    assert landed["size"] == os.path.getsize(served) and landed["sha256"] == _sha(served) == _sha(
+        landed["path"]
+    )
+    assert _listing(tmp_path / "out") == [os.path.basename(served)]  # nothing else left behind
+
+
+def test_multi_file_zip_with_and_without_unzip(sandbox, hook, complete, tmp_path):
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    task_id = complete(row_count=1000)
+    served = sandbox.served_file(task_id)
+    (as_zip,) = hook.download_export(task_id, tmp_path / "zipped")
+    assert as_zip["sha256"] == _sha(served) and as_zip["path"].endswith(".zip")
+    extracted = hook.download_export(task_id, tmp_path / "unzipped", unzip=True)
+    with zipfile.ZipFile(served) as zf:
+        expected = {name: hashlib.sha256(zf.read(name)).hexdigest() for name in zf.namelist()}
+    assert {os.path.basename(f["path"]): f["sha256"] for f in extracted} == expected
+    assert len(expected) == 3 and _listing(tmp_path / "unzipped") == sorted(expected)
+
+
+def test_file_uri_and_object_storage_destinations(sandbox, hook, complete, tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    task_id = complete()
+    served = sandbox.served_file(task_id)
+    (via_uri,) = hook.download_export(task_id, f"file://{tmp_path}/uri")
+    (via_path,) = hook.download_export(task_id, ObjectStoragePath(f"file://{tmp_path}/osp"))
+    assert _sha(via_uri["path"]) == _sha(via_path["path"].removeprefix("file://")) == _sha(served)
+
+
+def test_remote_store_gets_the_file_put_whole(sandbox, hook, complete):
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    memory = MemoryFileSystem()
+    attach("memory", fs=memory)
+    task_id = complete(row_count=2000)
+    (landed,) = hook.download_export(task_id, "memory://bucket/hubspot/2026-11-28")
+    assert landed["path"].startswith("memory://bucket/hubspot/2026-11-28/")
+    data = ObjectStoragePath(landed["path"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == _sha(sandbox.served_file(task_id)) == landed["sha256"]
+    assert [p for p in memory.find("/bucket") if ".part" in p or ".hubspot-" in p] == []
+
+
+def test_expired_url_gets_a_fresh_one(sandbox, hook, complete, tmp_path):
+    task_id = complete(expired_urls=2)  # the fixture's URL and the first download's have expired
+    (landed,) = hook.download_export(task_id, tmp_path)
+    assert landed["sha256"] == _sha(sandbox.served_file(task_id))
+    assert len(sandbox.api_requests(f"/tasks/{task_id}/status")) == 3  # the fixture's, then one per try
+    assert len(sandbox.file_requests) == 2
+
+
+def test_cut_short_download_is_retried_and_never_left_partial(sandbox, hook, complete, tmp_path):
+    task_id = complete(row_count=20_000, cut_downloads=2)
+    (landed,) = hook.download_export(task_id, tmp_path)
+    assert landed["sha256"] == _sha(sandbox.served_file(task_id))
+    assert len(sandbox.file_requests) == 3 and _listing(tmp_path) == [os.path.basename(landed["path"])]
+
+
+def test_download_that_keeps_failing_leaves_nothing(sandbox, hook, complete, tmp_path):
+    task_id = complete(row_count=20_000, cut_downloads=10)
+    with pytest.raises(HubSpotExportError, match="cut short.*Gave up after 3 download attempt"):
+        hook.download_export(task_id, tmp_path / "out")
+    assert _listing(tmp_path / "out") == []
+
+
+def test_corrupt_zip_is_not_counted_as_done(sandbox, hook, complete, tmp_path):
+    sandbox.packaging = Packaging(zip_over_bytes=1000)
+    task_id = complete(row_count=500, corrupt=True)
+    with pytest.raises(HubSpotExportError, match="corrupt"):
+        hook.download_export(task_id, tmp_path / "out")
+    assert _listing(tmp_path / "out") == []
+
+
+def test_unsafe_zip_members_refused_with_nothing_written(sandbox, hook, complete, tmp_path):
+    task_id = complete(unsafe_zip=True)
+    target = tmp_path / "deep" / "out"
+    with pytest.raises(HubSpotExportError) as err:
+        hook.download_export(task_id, target, unzip=True)
+    assert "'../escaped.csv'" in str(err.value) and "'/tmp/absolute.csv'" in str(err.value)
+    assert _listing(target) == [] and not (tmp_path / "deep" / "escaped.csv").exists()
+    assert not os.path.exists("/tmp/absolute.csv")
+
+
+def test_file_host_never_sees_the_token(sandbox, hook, complete, tmp_path):
+    task_id = complete(expired_urls=2, cut_downloads=1)
+    hook.download_export(task_id, tmp_path)
+    assert len(sandbox.file_requests) == 3
+    for request in sandbox.file_requests:
+        assert "Authorization" not in request.headers and SECRET_TOKEN not in repr(request.headers)
+
+
+def test_not_complete_or_canceled_is_refused(sandbox, hook, tmp_path):
+    sandbox.plan_next(pending_polls=5)
+    pending = hook.start_export(CONTACTS)
+    with pytest.raises(HubSpotExportError, match="is PENDING, not COMPLETE"):
+        hook.download_export(pending, tmp_path)
+    sandbox.plan_next(pending_polls=0, processing_polls=0, cancel=True)
+    canceled = hook.start_export(CONTACTS)
+    with pytest.raises(HubSpotExportError, match="canceled"):
+        hook.download_export(canceled, tmp_path)
+    assert sandbox.file_requests == []
+
+
+def test_overwrite_false_refuses_to_replace(sandbox, hook, complete, tmp_path):
+    task_id = complete()
+    hook.download_export(task_id, tmp_path)
+    with pytest.raises(HubSpotExportRequestError, match="overwrite=False"):
+        hook.download_export(task_id, tmp_path, overwrite=False)
+    assert len(os.listdir(tmp_path)) == 1
+
+
+def test_unwritable_destination_refused_before_download(sandbox, hook, complete):
+    # /sys refuses new directories to everyone, root included (a chmod would not stop root).
+    task_id = complete()
+    with pytest.raises(HubSpotExportRequestError, match="cannot be created.*choose a writable directory"):
+        hook.download_export(task_id, "/sys/hubspot-export-test")
+    assert sandbox.file_requests == []
+
+
+def test_destination_that_is_a_file_refused_before_download(sandbox, hook, complete, tmp_path):
+    task_id = complete()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(HubSpotExportRequestError, match="destination"):
+        hook.download_export(task_id, blocker)
+    assert sandbox.file_requests == []
+
+
+def test_plain_http_result_url_refused_off_loopback(sandbox, hook, complete, tmp_path, monkeypatch):
+    from airflow_provider_hubexport.hooks import download
+
+    with pytest.raises(HubSpotExportRequestError, match="plain http"):
+        download.fetch(download.file_session(), "http://files.example.com/x.csv?sig=1", str(tmp_path / "x"), "1",
+                       timeout=(1, 1), log=hook.log)  # fmt: skip
+
+
+def test_memory_stays_flat_for_a_file_larger_than_the_budget(sandbox, connect, tmp_path):
+    """Measured in a fresh process: peak RSS grows far less than the file is large."""
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    connect()
+    sandbox.packaging = Packaging(zip_over_bytes=10**12, rows_per_file=10**9)  # one plain CSV
+    sandbox.plan_next(pending_polls=0, processing_polls=0, row_count=1_500_000)
+    task_id = HubSpotHook().start_export(
+        {**CONTACTS, "objectProperties": ["email", "firstname", "hs_object_id", "notes"]}
+    )
+    HubSpotHook().get_export_status(task_id)  # the sandbox writes the file now, outside the measurement
+    size = os.path.getsize(sandbox.served_file(task_id))
+    code = textwrap.dedent(f"""
+        from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+        def kib(field):
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) for line in fh if line.startswith(field))
+
+        hook = HubSpotHook()
+        hook.get_export_status({task_id!r})
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset the peak (VmHWM) to the current RSS
+        before = kib("VmRSS:")
+        hook.download_export({task_id!r}, {str(tmp_path)!r})
+        print((kib("VmHWM:") - before) * 1024)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy()
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    growth = int(out.stdout.strip().splitlines()[-1])
+    budget = 16 * 1024 * 1024
+    print(
+        f"\ndownloaded {size / 1e6:.0f} MB; peak RSS grew {growth / 1e6:.1f} MB (budget {budget / 1e6:.0f} MB)"
+    )
+    assert size > 4 * budget  # the file is several times the budget ...
+    assert growth < budget  # ... and memory stayed within it
