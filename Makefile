@@ -6,9 +6,10 @@ UV_VERSION := 0.13.8
 LOCK := requirements/test.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test lint format unit sandbox lock clean
+.PHONY: help venv demo test lint format sandbox lock clean
 
 help:
+	@echo "make demo     set up .venv and run the example DAG against the local sandbox"
 	@echo "make test     set up .venv (pinned) and run lint and the whole test suite"
 	@echo "make sandbox  run the HubSpot sandbox on 127.0.0.1:8765 in the foreground"
 	@echo "make lint     ruff check and format check"
@@ -35,6 +36,9 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
 
 sandbox: $(STAMP)
 	$(BIN)/python -m airflow_provider_hubexport.sandbox --port 8765

@@ -24,8 +24,12 @@ STAGING_PREFIX = ".hubspot-"
 STAGING_SUFFIX = ".part"
 _CHUNK = 1024 * 1024
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f/\\:]")
-_EXTENSIONS = {"text/csv": ".csv", "application/zip": ".zip", "application/vnd.ms-excel": ".xls",
-               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx"}  # fmt: skip
+_EXTENSIONS = {
+    "text/csv": ".csv",
+    "application/zip": ".zip",
+    "application/vnd.ms-excel": ".xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+}
 
 
 def safe_filename(name: str | None) -> str | None:
@@ -51,6 +55,21 @@ def filename_for(headers: Any, url: str, task_id: str) -> str:
         return name
     content_type = (headers.get("Content-Type") or "").split(";")[0].strip()
     return f"hubspot-export-{task_id}{_EXTENSIONS.get(content_type, '.bin')}"
+
+
+def renamed(names: list[str], stem: str | None) -> list[str]:
+    """Names for landed files: HubSpot's, or ``stem`` with HubSpot's extension (``stem-1.csv``,
+    ``stem-2.csv`` ... when there are several), so re-runs land on the same names."""
+    if not stem:
+        return names
+    base = safe_filename(
+        os.path.splitext(stem)[0] if os.path.splitext(stem)[1] in _EXTENSIONS.values() else stem
+    )
+    if not base:
+        raise HubSpotExportRequestError(f"filename {stem!r} is not a usable file name.")
+    if len(names) == 1:
+        return [base + os.path.splitext(names[0])[1]]
+    return [f"{base}-{i}{os.path.splitext(n)[1]}" for i, n in enumerate(names, 1)]
 
 
 def is_zip(path: str) -> bool:
@@ -202,7 +221,9 @@ class Destination:
         os.close(fd)
         return path
 
-    def extract(self, archive: str, task_id: str, *, overwrite: bool) -> list[dict[str, Any]]:
+    def extract(
+        self, archive: str, task_id: str, *, overwrite: bool, filename: str | None = None
+    ) -> list[dict[str, Any]]:
         """Land every member of a ZIP, refusing the whole archive if any member would escape."""
         with zipfile.ZipFile(archive) as zf:
             members = [i for i in zf.infolist() if not i.is_dir()]
@@ -213,24 +234,24 @@ class Destination:
                     + ", ".join(repr(n) for n in unsafe[:10])
                     + ". Nothing was extracted; download with unzip=False to inspect it."
                 )
+            if filename:
+                targets = [[n] for n in renamed([i.filename.rsplit("/", 1)[-1] for i in members], filename)]
+            else:
+                targets = [member_parts(i.filename) or [] for i in members]
             if not overwrite:
-                existing = [str(self._target(member_parts(i.filename) or [])) for i in members
-                            if self.exists(member_parts(i.filename) or [])]  # fmt: skip
+                existing = [str(self._target(parts)) for parts in targets if self.exists(parts)]
                 if existing:
                     raise HubSpotExportRequestError(
                         f"{', '.join(existing[:5])} already exist(s) and overwrite=False: remove them or pass "
                         "overwrite=True."
                     )
             landed = []
-            for info in members:
+            for info, parts in zip(members, targets, strict=True):
                 staged_path = self.staged_name(task_id)
                 try:
                     with zf.open(info) as src, open(staged_path, "wb") as dst:
                         size, digest = hash_copy(src, dst)
-                    landed.append(
-                        self.land(StagedFile(staged_path, size, digest), member_parts(info.filename) or [],
-                                  overwrite=True)
-                    )  # fmt: skip
+                    landed.append(self.land(StagedFile(staged_path, size, digest), parts, overwrite=True))
                 finally:
                     if os.path.exists(staged_path):
                         os.remove(staged_path)

@@ -175,8 +175,14 @@ def test_plain_http_result_url_refused_off_loopback(sandbox, hook, complete, tmp
     from airflow_provider_hubexport.hooks import download
 
     with pytest.raises(HubSpotExportRequestError, match="plain http"):
-        download.fetch(download.file_session(), "http://files.example.com/x.csv?sig=1", str(tmp_path / "x"), "1",
-                       timeout=(1, 1), log=hook.log)  # fmt: skip
+        download.fetch(
+            download.file_session(),
+            "http://files.example.com/x.csv?sig=1",
+            str(tmp_path / "x"),
+            "1",
+            timeout=(1, 1),
+            log=hook.log,
+        )
 
 
 def test_memory_stays_flat_for_a_file_larger_than_the_budget(sandbox, connect, tmp_path):
@@ -217,3 +223,19 @@ def test_memory_stays_flat_for_a_file_larger_than_the_budget(sandbox, connect, t
     )
     assert size > 4 * budget  # the file is several times the budget ...
     assert growth < budget  # ... and memory stayed within it
+
+
+def test_fixed_filename_makes_reruns_replace(sandbox, hook, tmp_path):
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    for _ in range(2):  # two exports of the same data: same names, no pile-up
+        sandbox.plan_next(pending_polls=0, processing_polls=0, row_count=1000)
+        task_id = hook.start_export(CONTACTS)
+        landed = hook.download_export(task_id, tmp_path / "z", unzip=True, filename="contacts.csv")
+        (single,) = hook.download_export(task_id, tmp_path / "s", filename="contacts")
+    assert [os.path.basename(f["path"]) for f in landed] == [
+        "contacts-1.csv",
+        "contacts-2.csv",
+        "contacts-3.csv",
+    ]
+    assert _listing(tmp_path / "z") == ["contacts-1.csv", "contacts-2.csv", "contacts-3.csv"]
+    assert _listing(tmp_path / "s") == ["contacts.zip"] and single["path"].endswith("contacts.zip")

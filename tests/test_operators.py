@@ -43,10 +43,15 @@ def test_keywords_and_request_merge_with_defaults():
         "dag.task run",
     )
     assert request == {
-        "objectType": "DEAL", "someNewField": 1, "objectProperties": ["dealname"],
+        "objectType": "DEAL",
+        "someNewField": 1,
+        "objectProperties": ["dealname"],
         "publicCrmSearchRequest": {"filters": [{"propertyName": "amount", "operator": "GT", "value": "5"}]},
-        "exportType": "VIEW", "format": "CSV", "language": "EN", "exportName": "dag.task run",
-    }  # fmt: skip
+        "exportType": "VIEW",
+        "format": "CSV",
+        "language": "EN",
+        "exportName": "dag.task run",
+    }
 
 
 def test_conflicting_values_refused():

@@ -46,8 +46,13 @@ class Progress:
             eta = (self.total - done) / (done / elapsed) if done else float("inf")
             self.log.info(
                 "%s: %.1f of %.1f MB (%.0f%%) at %.1f MB/s, ETA %.0f s",
-                self.name, done / 1e6, self.total / 1e6, 100 * done / self.total, rate, eta,
-            )  # fmt: skip
+                self.name,
+                done / 1e6,
+                self.total / 1e6,
+                100 * done / self.total,
+                rate,
+                eta,
+            )
         else:
             self.log.info("%s: %.1f MB at %.1f MB/s", self.name, done / 1e6, rate)
 

@@ -204,6 +204,7 @@ class HubSpotHook(HttpHook):
         unzip: bool = False,
         *,
         overwrite: bool = True,
+        filename: str | None = None,
         max_attempts: int = 3,
     ) -> list[dict[str, Any]]:
         """Download a COMPLETE export's file into ``destination``; return ``[{path, size, sha256}]``.
@@ -213,9 +214,11 @@ class HubSpotHook(HttpHook):
         whole to object storage. An expired URL, a 5xx or a cut-short download gets a fresh URL and
         another try, ``max_attempts`` in all. With ``unzip=True`` a ZIP's members are extracted
         instead, and an archive with any member that would land outside ``destination`` is refused.
+        ``filename`` replaces HubSpot's file names (which change with every export) by a fixed
+        stem, keeping HubSpot's extension, so that re-runs replace rather than add files.
         """
         from airflow_provider_hubexport.hooks.download import fetch, file_session, remove_quietly
-        from airflow_provider_hubexport.landing import Destination, check_zip, is_zip
+        from airflow_provider_hubexport.landing import Destination, check_zip, is_zip, renamed
 
         tid = validate_id(task_id, "export_task_id")
         dest = Destination(destination)
@@ -256,8 +259,11 @@ class HubSpotHook(HttpHook):
                         ) from None
                     self.log.warning(
                         "Download of export %s, attempt %d of %d, failed (%s); trying again with a fresh URL",
-                        tid, attempt, max_attempts, err,
-                    )  # fmt: skip
+                        tid,
+                        attempt,
+                        max_attempts,
+                        err,
+                    )
                     time.sleep(0.5 * 2 ** (attempt - 1))
                     continue
                 except BaseException:
@@ -265,9 +271,9 @@ class HubSpotHook(HttpHook):
                     raise
                 try:
                     if unzip and is_zip(staged.path):
-                        landed = dest.extract(staged.path, tid, overwrite=overwrite)
+                        landed = dest.extract(staged.path, tid, overwrite=overwrite, filename=filename)
                     else:
-                        landed = [dest.land(staged, [name], overwrite=overwrite)]
+                        landed = [dest.land(staged, renamed([name], filename), overwrite=overwrite)]
                 finally:
                     remove_quietly(staged.path)
                 for item in landed:

@@ -204,9 +204,11 @@ class HubSpotDownloadExportOperator(BaseOperator):
     :param unzip: extract a ZIP's files into ``destination`` instead of landing the ZIP.
     :param overwrite: replace files already at the destination (default True, so re-runs and
         backfills are idempotent); False fails instead.
+    :param filename: a fixed name (stem) for what lands, instead of HubSpot's, which changes with
+        every export; HubSpot's extension is kept, and several files get ``-1``, ``-2``... (templated).
     """
 
-    template_fields: Sequence[str] = ("export_task_id", "destination", "hubspot_conn_id")
+    template_fields: Sequence[str] = ("export_task_id", "destination", "filename", "hubspot_conn_id")
     ui_color = "#ff7a59"
 
     def __init__(
@@ -216,6 +218,7 @@ class HubSpotDownloadExportOperator(BaseOperator):
         destination: Any,
         unzip: bool = False,
         overwrite: bool = True,
+        filename: str | None = None,
         hubspot_conn_id: str = "hubspot_default",
         **kwargs: Any,
     ) -> None:
@@ -224,6 +227,7 @@ class HubSpotDownloadExportOperator(BaseOperator):
         self.destination = destination
         self.unzip = unzip
         self.overwrite = overwrite
+        self.filename = filename
         self.hubspot_conn_id = hubspot_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
@@ -231,7 +235,11 @@ class HubSpotDownloadExportOperator(BaseOperator):
 
         export_task_id = validate_id(self.export_task_id, "export_task_id")
         landed = HubSpotHook(hubspot_conn_id=self.hubspot_conn_id).download_export(
-            export_task_id, self.destination, unzip=self.unzip, overwrite=self.overwrite
+            export_task_id,
+            self.destination,
+            unzip=self.unzip,
+            overwrite=self.overwrite,
+            filename=self.filename,
         )
         record_outlet_events(context, self.outlets, export_task_id, landed)
         return landed
@@ -266,7 +274,7 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         export with errors (see ``HubSpotExportSensor``).
     """
 
-    template_fields: Sequence[str] = (*HubSpotStartExportOperator.template_fields, "destination")
+    template_fields: Sequence[str] = (*HubSpotStartExportOperator.template_fields, "destination", "filename")
 
     def __init__(
         self,
@@ -274,6 +282,7 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         destination: Any,
         unzip: bool = False,
         overwrite: bool = True,
+        filename: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = DEFAULT_POLL_INTERVAL,
         backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
@@ -287,6 +296,7 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         self.destination = destination
         self.unzip = unzip
         self.overwrite = overwrite
+        self.filename = filename
         self.deferrable = deferrable
         self.schedule = PollSchedule(
             float(poke_interval), backoff_factor, max(max_poke_interval, poke_interval)
@@ -333,7 +343,7 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         task_id = validate_id(external_id, "export_task_id")
         if task_id not in self._landed:
             self._landed[task_id] = self.hook.download_export(
-                task_id, self.destination, unzip=self.unzip, overwrite=self.overwrite
+                task_id, self.destination, unzip=self.unzip, overwrite=self.overwrite, filename=self.filename
             )
             record_outlet_events(context, self.outlets, task_id, self._landed[task_id])
         return self._landed[task_id]

@@ -1,0 +1,82 @@
+"""The example DAGs in dags/: they parse, and each runs end to end against the sandbox."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pendulum
+import pytest
+from dagrun import run_dag
+
+DAGS = Path(__file__).resolve().parent.parent / "dags"
+
+
+def test_example_dags_parse_without_errors():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"hubspot_contacts_daily", "hubspot_list_export", "hubspot_export_one_task"}
+
+
+@pytest.fixture
+def examples(sandbox, connect, airflow_db, tmp_path, monkeypatch):
+    connect()
+    monkeypatch.setenv("HUBSPOT_EXPORT_DIR", str(tmp_path))
+    monkeypatch.setenv("HUBSPOT_POKE_INTERVAL", "0.2")
+    return tmp_path
+
+
+def _run(name, **test_kwargs):
+    return run_dag(name, (DAGS / f"{name}.py").read_text(), raw=True, test_kwargs=test_kwargs)
+
+
+def _sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_contacts_daily_exports_the_interval_idempotently(sandbox, examples):
+    day = pendulum.datetime(2026, 11, 27, tz="UTC")
+    first = _run("hubspot_contacts_daily", logical_date=day)
+    assert set(first.tasks.values()) == {"success"}
+    request = json.loads(sandbox.api_requests("/async", method="POST")[0].body)
+    (flt,) = request["publicCrmSearchRequest"]["filters"]
+    start, end = pendulum.datetime(2026, 11, 26, tz="UTC"), day
+    assert flt["propertyName"] == "lastmodifieddate" and flt["operator"] == "BETWEEN"
+    assert (int(flt["value"]), int(flt["highValue"])) == (
+        start.int_timestamp * 1000,
+        end.int_timestamp * 1000 - 1,
+    )
+    (landed,) = first.xcom["download_export"]
+    assert os.path.dirname(landed["path"]) == str(examples / "contacts" / "2026-11-26_2026-11-27")
+    with open(landed["path"], newline="", encoding="utf-8") as fh:
+        rows = sum(1 for _ in csv.reader(fh)) - 1
+    assert first.xcom["count_rows"] == rows == sandbox.plan.row_count
+    assert landed["sha256"] == _sha(sandbox.served_file(first.xcom["start_export"]))
+    # A re-run of the same day lands in the same place, replacing the file: nothing piles up.
+    second = _run("hubspot_contacts_daily", logical_date=day)
+    assert set(second.tasks.values()) == {"success"}
+    assert second.xcom["download_export"][0]["path"] == landed["path"]
+    assert os.listdir(os.path.dirname(landed["path"])) == [os.path.basename(landed["path"])]
+
+
+def test_list_export_with_deferrable_sensor(sandbox, examples):
+    result = _run("hubspot_list_export")
+    assert set(result.tasks.values()) == {"success"}
+    request = json.loads(sandbox.api_requests("/async", method="POST")[0].body)
+    assert request["exportType"] == "LIST" and request["listId"] == "42"
+    agents = {r.headers["User-Agent"].rsplit(" ", 1)[-1] for r in sandbox.api_requests("/status")}
+    assert "aiohttp" in agents  # the wait ran as a trigger
+    (landed,) = result.xcom["download_export"]
+    assert landed["sha256"] == _sha(sandbox.served_file(result.xcom["start_export"]))
+
+
+def test_export_one_task(sandbox, examples):
+    result = _run("hubspot_export_one_task")
+    assert result.tasks == {"export_deals": "success"}
+    (landed,) = result.xcom["export_deals"]
+    assert landed["path"].endswith(".xlsx") and landed["path"].startswith(str(examples / "deals"))
