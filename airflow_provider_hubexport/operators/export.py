@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
+from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
 from airflow_provider_hubexport.models import validate_export_request, validate_id
 from airflow_provider_hubexport.polling import (
     DEFAULT_BACKOFF_FACTOR,
@@ -36,7 +37,6 @@ except ImportError:  # Airflow < 3.3: common-compat's stand-in starts a new expo
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
 
 # Operator keyword -> HubSpot's field in the export request.
 REQUEST_FIELDS = {
@@ -85,7 +85,7 @@ def build_export_request(
     return validate_export_request(request)
 
 
-class HubSpotStartExportOperator(ResumableJobMixin, BaseOperator):
+class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperator):
     """Starts a HubSpot CRM export; its XCom value is the export's task id.
 
     Give the request in HubSpot's own shape (``export_request``), with keyword arguments for the
@@ -150,15 +150,6 @@ class HubSpotStartExportOperator(ResumableJobMixin, BaseOperator):
         self.sorts = sorts
         self.hubspot_conn_id = hubspot_conn_id
         self._request: dict[str, Any] = {}
-        self._hook_instance: HubSpotHook | None = None
-
-    @property
-    def hook(self) -> HubSpotHook:
-        if self._hook_instance is None:
-            from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
-
-            self._hook_instance = HubSpotHook(hubspot_conn_id=self.hubspot_conn_id)
-        return self._hook_instance
 
     def execute(self, context: Context) -> Any:
         fields = {k: getattr(self, k) for k in (*REQUEST_FIELDS, *SEARCH_FIELDS)}
@@ -190,7 +181,7 @@ class HubSpotStartExportOperator(ResumableJobMixin, BaseOperator):
         return validate_id(external_id, "export_task_id")
 
 
-class HubSpotDownloadExportOperator(BaseOperator):
+class HubSpotDownloadExportOperator(LazyHubSpotHook, BaseOperator):
     """Downloads a COMPLETE export's file to a local directory or object storage.
 
     The XCom value is ``[{"path", "size", "sha256"}]`` for what landed. Files land atomically: a
@@ -231,10 +222,8 @@ class HubSpotDownloadExportOperator(BaseOperator):
         self.hubspot_conn_id = hubspot_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
-
         export_task_id = validate_id(self.export_task_id, "export_task_id")
-        landed = HubSpotHook(hubspot_conn_id=self.hubspot_conn_id).download_export(
+        landed = self.hook.download_export(
             export_task_id,
             self.destination,
             unzip=self.unzip,

@@ -20,6 +20,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
+from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
 from airflow_provider_hubexport.models import validate_id
 from airflow_provider_hubexport.polling import (
     DEFAULT_BACKOFF_FACTOR,
@@ -37,10 +38,8 @@ from airflow_provider_hubexport.polling import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
 
-
-class HubSpotExportSensor(BaseSensorOperator):
+class HubSpotExportSensor(LazyHubSpotHook, BaseSensorOperator):
     """Waits until a HubSpot export is COMPLETE (success) or CANCELED (failure, or skip with
     ``soft_fail``).
 
@@ -92,18 +91,9 @@ class HubSpotExportSensor(BaseSensorOperator):
         self.accept_errors = accept_errors
         self.max_transient_errors = max_transient_errors
         self.schedule = PollSchedule(float(self.poke_interval), backoff_factor, self.max_poke_interval)
-        self._hook_instance: HubSpotHook | None = None
         self._state = PollState(
             str(export_task_id), self.schedule, max_transient_errors=max_transient_errors, log=self.log
         )
-
-    @property
-    def hook(self) -> HubSpotHook:
-        if self._hook_instance is None:
-            from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
-
-            self._hook_instance = HubSpotHook(hubspot_conn_id=self.hubspot_conn_id)
-        return self._hook_instance
 
     # -- poke and reschedule modes ---------------------------------------------------------------
     def poke(self, context: Context) -> bool | PokeReturnValue:
