@@ -37,7 +37,7 @@ with DAG(
         list_id="{{ params.list_id }}",
         object_type="CONTACT",
         object_properties=["email", "firstname", "lastname"],
-        export_name="list {{ params.list_id }} {{ ts }}",
+        export_name="list {{ params.list_id }} {{ run_id }}",
     )
 
     wait_for_export = HubSpotExportSensor(
@@ -50,7 +50,8 @@ with DAG(
     download_export = HubSpotDownloadExportOperator(
         task_id="download_export",
         export_task_id=EXPORT_ID,
-        destination=EXPORT_ROOT + "/lists/{{ params.list_id }}/{{ ts_nodash }}",
+        # run_after, not ts: a run triggered from the UI or the REST API may have no logical date.
+        destination=EXPORT_ROOT + "/lists/{{ params.list_id }}/{{ dag_run.run_after | ts_nodash }}",
     )
 
     start_export >> wait_for_export >> download_export

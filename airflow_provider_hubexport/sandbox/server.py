@@ -599,13 +599,25 @@ class Sandbox:
             "Content-Disposition": f'attachment; filename="{os.path.basename(path)}"',
             "Content-Type": _MIME.get(os.path.splitext(path)[1], "application/octet-stream"),
         }
-        if not cut:
+        rate = export.plan.download_rate
+        if not cut and not rate:
             return web.FileResponse(path, chunk_size=_CHUNK, headers=headers)
         response = web.StreamResponse(headers=headers)
         response.content_length = size
         await response.prepare(request)
+        limit = max(1, size // 2) if cut else size
+        chunk = min(_CHUNK, int(rate / 10)) if rate else _CHUNK
+        sent = 0
         with open(path, "rb") as fh:
-            await response.write(fh.read(max(1, size // 2)))
-        assert request.transport is not None
-        request.transport.abort()
-        raise asyncio.CancelledError
+            while sent < limit:
+                data = fh.read(min(chunk, limit - sent))
+                await response.write(data)
+                sent += len(data)
+                if rate:
+                    await asyncio.sleep(len(data) / rate)
+        if cut:
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
+        await response.write_eof()
+        return response

@@ -23,6 +23,7 @@ class ExportPlan:
     url_ttl: float = 300.0
     expired_urls: int = 0  # the first N signed URLs handed out have already expired
     cut_downloads: int = 0
+    download_rate: float | None = None  # bytes per second the file host serves at (None: as fast as it can)
     corrupt: bool = False
     unsafe_zip: bool = False
 
