@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 LOCK := requirements/test.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo airflow test lint format sandbox lock clean
+.PHONY: help venv demo airflow test services lint format sandbox lock clean
 
 help:
 	@echo "make demo     set up .venv and run the example DAG against the local sandbox"
@@ -35,7 +35,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+services:
+	scripts/ensure_services.sh
+
+test: lint services
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)

@@ -229,3 +229,26 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+def start_redis(port: int, log_dir: Path) -> subprocess.Popen:
+    """A throwaway Redis on loopback for the Celery broker: no persistence, its own process group."""
+    log = open(log_dir / "redis.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"redis-server did not answer on 127.0.0.1:{port}; see {log_dir / 'redis.log'}")

@@ -123,6 +123,7 @@ async def test_connection_reused_across_polls(sandbox, start):
     (event,) = await _events(_trigger(task_id))
     assert event["status"] == "success"
     peers = {r.peer for r in sandbox.api_requests("/status")}
+    assert all(peer.startswith("127.0.0.1:") for peer in peers)
     assert len(sandbox.api_requests("/status")) == 6 and len(peers) == 1
 
 

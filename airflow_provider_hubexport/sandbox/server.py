@@ -240,9 +240,17 @@ class Sandbox:
     # -- middleware ------------------------------------------------------------------------------
     async def _record(self, request: web.Request, server: str) -> None:
         body = await request.read()
+        peername = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(
             RecordedRequest(
-                server, request.method, request.path, request.query_string, dict(request.headers), body
+                server,
+                request.method,
+                request.path,
+                request.query_string,
+                dict(request.headers),
+                body,
+                peer=f"{peername[0]}:{peername[1]}" if peername else "",
+                at=time.monotonic(),
             )
         )
 
@@ -611,7 +619,10 @@ class Sandbox:
         with open(path, "rb") as fh:
             while sent < limit:
                 data = fh.read(min(chunk, limit - sent))
-                await response.write(data)
+                try:
+                    await response.write(data)
+                except ConnectionResetError:  # the client went away (or was killed)
+                    raise asyncio.CancelledError from None
                 sent += len(data)
                 if rate:
                     await asyncio.sleep(len(data) / rate)

@@ -67,6 +67,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     peer: str = ""  # client address:port, to see whether connections are reused
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass
