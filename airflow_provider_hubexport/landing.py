@@ -62,6 +62,10 @@ def renamed(names: list[str], stem: str | None) -> list[str]:
     ``stem-2.csv`` ... when there are several), so re-runs land on the same names."""
     if not stem:
         return names
+    if not isinstance(stem, str) or re.search(r"[/\\\x00]", stem) or stem.strip(". ") == "":
+        raise HubSpotExportRequestError(
+            f"filename must be a plain file name without '/', '\\' or '..', such as 'contacts'; got {stem!r}."
+        )
     base = safe_filename(
         os.path.splitext(stem)[0] if os.path.splitext(stem)[1] in _EXTENSIONS.values() else stem
     )

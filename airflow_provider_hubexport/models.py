@@ -252,7 +252,10 @@ def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         from datetime import timezone
 
-        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        except (ValueError, OverflowError, OSError):  # out of datetime's range: not a real time
+            return None
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -311,8 +314,14 @@ class ExportStatus:
 
 
 def _malformed(what: str, detail: str) -> HubSpotExportError:
-    # A 200 we cannot read is worth another try: HubSpot's edge occasionally serves an HTML page.
-    return HubSpotExportError(f"HubSpot returned a malformed {what} response: {detail}.", retryable=True)
+    # A 2xx we cannot read is worth another try of an idempotent call (HubSpot's edge occasionally
+    # serves an HTML page), but HubSpot did answer: a start may have been accepted.
+    return HubSpotExportError(
+        f"HubSpot returned a malformed {what} response: {detail}. If it persists, HubSpot may have "
+        "changed its API: upgrade airflow-provider-hubexport.",
+        retryable=True,
+        maybe_processed=True,
+    )
 
 
 def decode_json(body: bytes | str, what: str) -> Any:
@@ -462,6 +471,17 @@ _HINTS = {
 }
 
 
+_DAILY_HINT = (
+    "HubSpot's daily export limit was reached (30 exports per rolling 24 hours): wait for the window to "
+    "pass, and use a pool so DAGs do not start more exports than that."
+)
+
+
+def _is_daily_limit(data: Mapping[str, Any]) -> bool:
+    marks = " ".join(str(data.get(k) or "") for k in ("subCategory", "policyName", "category", "message"))
+    return "DAILY" in marks.upper() or "24 HOUR" in marks.upper()
+
+
 def error_from_response(
     status_code: int, headers: Mapping[str, str], body: bytes | str, what: str
 ) -> HubSpotExportError:
@@ -481,7 +501,10 @@ def error_from_response(
     retryable = status_code == 429 or status_code >= 500
     # 429 and 503 mean HubSpot turned the request away; other 5xx may come after it was processed.
     maybe_processed = status_code >= 500 and status_code != 503
-    hint = _HINTS.get(status_code, "")
+    daily = status_code == 429 and _is_daily_limit(data)
+    if daily:
+        retryable = False  # seconds of backoff cannot help with a 24-hour window
+    hint = _DAILY_HINT if daily else _HINTS.get(status_code, "")
     text = f"HubSpot {what} failed: {message}"
     if hint:
         text += f" {hint}"

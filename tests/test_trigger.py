@@ -201,3 +201,27 @@ async def test_two_hour_export_costs_tens_of_calls(sandbox, start, monkeypatch, 
     assert intervals[0] == 30 and all(b >= a for a, b in pairwise(intervals))
     assert max(intervals) == 600
     assert polls[-1] - 7200 <= intervals[-1]  # found no later than one interval after it finished
+
+
+async def test_restart_from_serialized_form_resumes_the_wait(sandbox, start):
+    """A triggerer dies mid-wait; another rebuilds the trigger from what was stored and finishes."""
+    task_id = start(pending_polls=3, processing_polls=1)
+    first = _trigger(task_id, deadline=time.time() + 60, timeout=60)
+    stored = json.loads(json.dumps(first.serialize()))  # what the metadata database holds
+    run = asyncio.ensure_future(_events(first))
+    for _ in range(200):  # until it has polled twice (bounded: 10 s)
+        if len(sandbox.api_requests("/status")) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    run.cancel()  # the event loop goes away mid-wait
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    polls_before = len(sandbox.api_requests("/status"))
+    classpath, kwargs = stored
+    module, _, name = classpath.rpartition(".")
+    revived = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
+    assert revived.started_at == first.started_at and revived.deadline == first.deadline
+    (event,) = await _events(revived)
+    assert event["status"] == "success" and event["export"]["export_id"] == task_id
+    assert len(sandbox.api_requests("/status")) > polls_before
+    assert len(sandbox.api_requests("/async", method="POST")) == 1

@@ -6,10 +6,13 @@ none), and an error never quotes the URL, which is a credential until it expires
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import logging
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -19,6 +22,31 @@ from airflow_provider_hubexport.landing import StagedFile, filename_for
 
 CHUNK_SIZE = 1024 * 1024
 PROGRESS_EVERY = 5.0
+
+
+class _HideSignedQueries(logging.Filter):
+    """urllib3 logs each request's path and query at DEBUG; for a signed URL the query is the
+    credential. Airflow's secrets masker redacts it in task logs, and this filter does so for any
+    other handler a deployment adds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: collections.deque[str] = collections.deque(maxlen=64)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.queries and isinstance(record.args, tuple):
+            record.args = tuple(self._clean(arg) for arg in record.args)
+        return True
+
+    def _clean(self, arg: Any) -> Any:
+        if isinstance(arg, str):
+            for query in self.queries:
+                arg = arg.replace(query, "***")
+        return arg
+
+
+_hide_queries = _HideSignedQueries()
+logging.getLogger("urllib3.connectionpool").addFilter(_hide_queries)
 
 
 def file_session() -> requests.Session:
@@ -72,6 +100,9 @@ def fetch(
     connection or a short read, so the caller can get a fresh URL and try again.
     """
     check_url_scheme(url, "The signed result URL")
+    query = urlsplit(url).query
+    if query and query not in _hide_queries.queries:
+        _hide_queries.queries.append(query)
     try:
         response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
     except requests.RequestException as err:

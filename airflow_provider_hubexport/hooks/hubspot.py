@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -118,7 +119,7 @@ class HubSpotHook(HttpHook):
             self._session = None
 
     # -- one call, with auth and retries ---------------------------------------------------------
-    def _send_once(self, request: ApiRequest) -> Any:
+    def _send_once(self, request: ApiRequest, parse: Callable[[Any], Any]) -> Any:
         settings = self.settings
         session = self.get_conn()
 
@@ -148,16 +149,22 @@ class HubSpotHook(HttpHook):
             auth.forget_token(settings, token)
             self._refresh_token()
             response = send(auth.cached_token(settings))
-        return read_response(response.status_code, response.headers, response.content, request.describe)
+        return parse(
+            read_response(response.status_code, response.headers, response.content, request.describe)
+        )
 
-    def call(self, request: ApiRequest) -> Any:
-        """Send one API request with the connection's retry policy; return the JSON body."""
+    def call(self, request: ApiRequest, parse: Callable[[Any], Any] = lambda body: body) -> Any:
+        """Send one API request with the connection's retry policy; return ``parse(JSON body)``.
+
+        Parsing is part of the attempt, so a 200 that is not what HubSpot documents is retried
+        like any transient failure (unless resending could start a second export).
+        """
         policy = self.settings.retry
         retrying = tenacity.Retrying(
             **policy.tenacity_kwargs(self.log, request.describe, idempotent=request.idempotent)
         )
         try:
-            return retrying(self._send_once, request)
+            return retrying(self._send_once, request, parse)
         except HubSpotExportError as err:
             if err.retryable and not request.idempotent and err.maybe_processed:
                 raise policy.not_resent(err, request.describe) from None
@@ -165,10 +172,10 @@ class HubSpotHook(HttpHook):
 
     def _refresh_token(self) -> None:
         s = self.settings
-        payload = self.call(
-            token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or "")
+        token = self.call(
+            token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or ""),
+            parse_token_response,
         )
-        token = parse_token_response(payload)
         mask_secret(token.token)
         auth.store_token(s, token)
         self.log.info("Refreshed the HubSpot OAuth access token (valid for a while; cached).")
@@ -177,7 +184,7 @@ class HubSpotHook(HttpHook):
     def start_export(self, request: dict[str, Any]) -> str:
         """Start an export; returns HubSpot's task id (also the export id)."""
         api_request = start_export_request(self.settings.api_version, request)
-        task_id = parse_start_response(self.call(api_request))
+        task_id = self.call(api_request, parse_start_response)
         self.log.info(
             "Started HubSpot export %r: task id %s", api_request.json.get("exportName", ""), task_id
         )
@@ -185,7 +192,9 @@ class HubSpotHook(HttpHook):
 
     def get_export_status(self, task_id: str | int) -> ExportStatus:
         tid = validate_id(task_id, "export_task_id")
-        status = parse_status(self.call(status_request(self.settings.api_version, tid)), tid)
+        status = self.call(
+            status_request(self.settings.api_version, tid), lambda body: parse_status(body, tid)
+        )
         if status.result_url:
             for part in signed_url_parts(status.result_url):
                 mask_secret(part)
@@ -221,6 +230,7 @@ class HubSpotHook(HttpHook):
         from airflow_provider_hubexport.landing import Destination, check_zip, is_zip, renamed
 
         tid = validate_id(task_id, "export_task_id")
+        renamed(["export.csv"], filename)  # refuse a bad filename before any request
         dest = Destination(destination)
         settings = self.settings
         dest.prepare(tid)

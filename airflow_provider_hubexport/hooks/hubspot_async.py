@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -145,7 +146,7 @@ class HubSpotAsyncClient:
             never_connected = isinstance(err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
             raise transient_error(request.describe, err, sent=not never_connected) from None
 
-    async def _send_once(self, request: ApiRequest) -> Any:
+    async def _send_once(self, request: ApiRequest, parse: Callable[[Any], Any]) -> Any:
         assert self.settings is not None
         settings = self.settings
         token = None
@@ -159,14 +160,14 @@ class HubSpotAsyncClient:
             auth.forget_token(settings, token)
             await self._refresh_token(token)
             status, headers, body = await self._send(request, auth.cached_token(settings))
-        return read_response(status, headers, body, request.describe)
+        return parse(read_response(status, headers, body, request.describe))
 
-    async def call(self, request: ApiRequest) -> Any:
+    async def call(self, request: ApiRequest, parse: Callable[[Any], Any] = lambda body: body) -> Any:
         assert self.settings is not None
         kwargs = self.settings.retry.tenacity_kwargs(
             self.log, request.describe, idempotent=request.idempotent
         )
-        return await tenacity.AsyncRetrying(**kwargs)(self._send_once, request)
+        return await tenacity.AsyncRetrying(**kwargs)(self._send_once, request, parse)
 
     async def _refresh_token(self, rejected: str | None) -> None:
         """One refresh per connection at a time: a thousand waits on one loop share its result."""
@@ -177,17 +178,19 @@ class HubSpotAsyncClient:
             current = auth.cached_token(s)
             if not auth.needs_refresh(s) and current != rejected:
                 return  # another wait refreshed while this one queued
-            payload = await self.call(
-                token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or "")
+            token = await self.call(
+                token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or ""),
+                parse_token_response,
             )
-            token = parse_token_response(payload)
             await _mask(token.token)
             auth.store_token(s, token)
 
     async def get_export_status(self, task_id: str | int) -> ExportStatus:
         assert self.settings is not None
         tid = validate_id(task_id, "export_task_id")
-        status = parse_status(await self.call(status_request(self.settings.api_version, tid)), tid)
+        status = await self.call(
+            status_request(self.settings.api_version, tid), lambda body: parse_status(body, tid)
+        )
         if status.result_url:
             for part in signed_url_parts(status.result_url):
                 await _mask(part)

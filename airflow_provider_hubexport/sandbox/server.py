@@ -87,6 +87,7 @@ class Sandbox:
         self.tokens: dict[str, dict[str, Any]] = {token: {"scopes": {EXPORT_SCOPE}, "expires": None}}
         self.token = token
         self.requests: list[RecordedRequest] = []
+        self.issued_signatures: list[str] = []  # of the signed URLs handed out, for secret scans
         self.exports: dict[str, Export] = {}
         self.faults: list[Fault] = []
         self._next_plans: collections.deque[ExportPlan] = collections.deque()
@@ -576,6 +577,7 @@ class Sandbox:
                 export.plan.expired_urls -= 1
                 expires = 0
         sig = self._signature(export.id, name, expires)
+        self.issued_signatures.append(sig)
         return f"{self.files_url}/hubspot-exports/{export.id}/{quote(name)}?Expires={expires}&Signature={sig}"
 
     async def _download(self, request: web.Request) -> web.StreamResponse:

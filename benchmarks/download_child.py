@@ -1,0 +1,70 @@
+"""One download through ``HubSpotHook.download_export``, in a process of its own.
+
+``python -m benchmarks.download_child TASK_ID DESTINATION`` with ``hubspot_default`` pointing at
+the sandbox. Everything is imported and the connection read first; then the peak RSS is reset
+(``/proc/self/clear_refs``), so the peak printed belongs to the download alone. Prints one JSON
+line: seconds, bytes, RSS before, peak RSS, CPU seconds, and the seconds spent in the ZIP check.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from benchmarks import procstat
+
+
+def main(argv: list[str] | None = None) -> int:
+    task_id, destination = (argv or sys.argv[1:])[:2]
+    channel = procstat.protocol_channel()
+
+    from airflow_provider_hubexport import landing
+    from airflow_provider_hubexport.hooks import download  # noqa: F401 (download_export imports it)
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    hook = HubSpotHook()
+    hook.settings  # noqa: B018 (read the connection now, not in the measured part)
+
+    check_s = [0.0]
+    check_zip = getattr(landing, "check_zip", None)
+    if check_zip is not None:  # time it; download_export looks it up when it runs
+
+        def timed_check_zip(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return check_zip(*args, **kwargs)
+            finally:
+                check_s[0] += time.perf_counter() - t
+
+        landing.check_zip = timed_check_zip  # type: ignore[assignment]
+
+    gc.collect()
+    procstat.reset_peak_rss()
+    rss_before = procstat.rss_bytes()
+    cpu_before = procstat.cpu_seconds()
+    started = time.perf_counter()
+    landed = hook.download_export(task_id, destination)
+    seconds = time.perf_counter() - started
+    cpu = procstat.cpu_seconds() - cpu_before
+    peak = procstat.peak_rss_bytes()
+    hook.close()
+    for item in landed:
+        os.remove(item["path"])
+    result = {
+        "seconds": seconds,
+        "bytes": sum(item["size"] for item in landed),
+        "rss_before": rss_before,
+        "peak_rss": peak,
+        "cpu_s": cpu,
+        "check_zip_s": check_s[0],
+    }
+    print(json.dumps(result), file=channel, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Every step through every fault, with the outcome asserted.
+
+Steps: start (the hook's start), status (the hook's status call), poll (the sensor in poke,
+reschedule and deferrable modes, in real Airflow) and download. An outcome is either success with
+the exact bytes HubSpot served, or a failure whose message names the cause (a regex below); a
+download never leaves a partial file, and nothing waits past its configured bounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from conftest import CONTACTS
+from dagrun import run_dag
+
+from airflow_provider_hubexport.exceptions import HubSpotExportError
+from airflow_provider_hubexport.sandbox import Packaging
+
+OK = "ok"
+
+
+@dataclass
+class Fault:
+    name: str
+    inject: dict[str, Any] | None = None  # a sandbox fault on the step's API path
+    plan: dict[str, Any] = field(default_factory=dict)  # the export's plan
+    start: str | None = None  # OK, a regex the failure must match, or None: not applicable
+    status: str | None = None
+    poll: str | None = None  # OK or "failed"
+    download: str | None = None
+    download_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+NOT_RESENT = r"Not resent: HubSpot may have acted"
+FAULTS = [
+    Fault("429 with Retry-After", {"kind": "status", "status": 429, "retry_after": 0.05, "times": 2},
+          start=OK, status=OK, poll=OK, download=OK),
+    Fault("429 without Retry-After", {"kind": "status", "status": 429, "times": 2},
+          start=OK, status=OK, poll=OK, download=OK),
+    Fault("429 storm past the retry budget", {"kind": "status", "status": 429, "retry_after": 0.02, "times": 10**6},
+          start=r"rate limit.*Gave up after 4 attempt", status=r"rate limit.*Gave up after 4 attempt",
+          poll="failed", download=r"rate limit.*Gave up"),
+    Fault("500", {"kind": "status", "status": 500, "retry_after": 0.05, "times": 2},
+          start=NOT_RESENT, status=OK, poll=OK, download=OK),
+    Fault("502", {"kind": "status", "status": 502, "retry_after": 0.05, "times": 2},
+          start=NOT_RESENT, status=OK, poll=OK, download=OK),
+    Fault("503", {"kind": "status", "status": 503, "retry_after": 0.05, "times": 2},
+          start=OK, status=OK, poll=OK, download=OK),
+    Fault("504", {"kind": "status", "status": 504, "retry_after": 0.05, "times": 2},
+          start=NOT_RESENT, status=OK, poll=OK, download=OK),
+    Fault("connection reset", {"kind": "reset", "times": 1},
+          start=NOT_RESENT + "|ConnectionError", status=OK, poll=OK, download=OK),
+    Fault("read timeout", {"kind": "delay", "delay": 2.5, "times": 1},
+          start=NOT_RESENT + "|Timeout", status=OK, poll=OK, download=OK),
+    Fault("non-JSON 200", {"kind": "non_json", "times": 1},
+          start=r"malformed.*not JSON.*" + NOT_RESENT, status=OK, poll=OK, download=OK),
+    Fault("JSON 200 missing fields", {"kind": "missing_fields", "times": 1},
+          start=r"malformed.*no 'id'.*" + NOT_RESENT, status=OK, poll=OK, download=OK),
+    Fault("unknown status value", {"kind": "unknown_status", "times": 10**6},
+          status=r"unknown status 'EXPLODED'.*Upgrade", poll="failed", download=r"unknown status"),
+    Fault("CANCELED with errors",
+          plan={"cancel": True, "errors": [{"message": "Property 'x' does not exist"}]},
+          status=OK, poll="failed", download=r"canceled.*Property 'x' does not exist"),
+    Fault("COMPLETE with numErrors > 0", plan={"errors": [{"message": "12 rows skipped"}]},
+          status=OK, poll="failed", download=OK),
+    Fault("expired signed URL", plan={"expired_urls": 2}, status=OK, poll=OK, download=OK),
+    Fault("download cut short", plan={"cut_downloads": 2, "row_count": 5000}, status=OK, poll=OK, download=OK),
+    Fault("corrupt ZIP", plan={"corrupt": True, "row_count": 3000}, status=OK, poll=OK,
+          download=r"corrupt.*Gave up after 3 download attempt"),
+    Fault("ZIP with unsafe member names", plan={"unsafe_zip": True}, status=OK, poll=OK,
+          download=r"Refused to extract.*'\.\./escaped\.csv'", download_kwargs={"unzip": True}),
+    Fault("queued behind another export", plan={"pending_seconds": 3600, "pending_polls": None, "processing_polls": None},
+          status=OK, poll="failed", download=r"is PENDING, not COMPLETE.*HubSpotExportSensor"),
+]  # fmt: skip
+IDS = [f.name for f in FAULTS]
+
+
+@pytest.fixture
+def faulty(sandbox, connect, tmp_path):
+    connect(extra={"read_timeout": 1.0, "retry_max_attempts": 4, "retry_max_seconds": 20})
+    sandbox.packaging = Packaging(zip_over_bytes=50_000)
+
+    def plan(fault: Fault, *, done_at_once: bool = False) -> dict[str, Any]:
+        return {"pending_polls": 0 if done_at_once else 1, "processing_polls": 0, **fault.plan}
+
+    return sandbox, plan
+
+
+def _check(outcome: str, call):
+    if outcome == OK:
+        return call()
+    with pytest.raises(HubSpotExportError) as err:
+        call()
+    assert re.search(outcome, str(err.value), re.S), str(err.value)
+    return None
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f.start], ids=[f.name for f in FAULTS if f.start])
+def test_start(faulty, fault):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    sandbox, _ = faulty
+    sandbox.inject(path="/async", **fault.inject)
+    task_id = _check(fault.start, lambda: HubSpotHook().start_export(CONTACTS))
+    posts = len(sandbox.api_requests("/async", method="POST"))
+    if fault.start == OK:
+        assert task_id in sandbox.exports
+    elif fault.start.startswith(NOT_RESENT):
+        assert posts == 1  # a start HubSpot may have acted on is never sent twice
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f.status], ids=[f.name for f in FAULTS if f.status])
+def test_status(faulty, fault):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    sandbox, plan = faulty
+    sandbox.plan_next(**plan(fault, done_at_once=True))
+    task_id = HubSpotHook().start_export(CONTACTS)
+    if fault.inject:
+        sandbox.inject(path="/status", **fault.inject)
+    _check(fault.status, lambda: HubSpotHook().get_export_status(task_id))
+
+
+POLL_MODES = {
+    "poke": {"mode": "poke", "deferrable": False},
+    "reschedule": {"mode": "reschedule", "deferrable": False},
+    "deferrable": {"deferrable": True},
+}
+SENSOR_DAG = """
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
+
+with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False) as dag:
+    HubSpotExportSensor(task_id="wait", export_task_id={task_id}, poke_interval=0.2, max_poke_interval=0.5,
+                        timeout=4, max_transient_errors=2, **{kwargs})
+"""
+
+
+@pytest.mark.parametrize("mode", POLL_MODES)
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f.poll], ids=[f.name for f in FAULTS if f.poll])
+def test_poll(faulty, airflow_db, fault, mode):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    sandbox, plan = faulty
+    sandbox.plan_next(**plan(fault))
+    task_id = HubSpotHook().start_export(CONTACTS)
+    if fault.inject:
+        sandbox.inject(path="/status", after=1, **fault.inject)  # after the first check
+    name = re.sub(r"\W+", "_", f"fault_{fault.name}_{mode}").lower()
+    result = run_dag(name, SENSOR_DAG, task_id=task_id, kwargs=POLL_MODES[mode])
+    assert result.tasks == {"wait": "success" if fault.poll == OK else "failed"}
+    if fault.poll == OK:
+        assert result.xcom["wait"]["status"] == "COMPLETE"
+
+
+@pytest.mark.parametrize(
+    "fault", [f for f in FAULTS if f.download], ids=[f.name for f in FAULTS if f.download]
+)
+def test_download(faulty, fault, tmp_path):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    sandbox, plan = faulty
+    sandbox.plan_next(**plan(fault, done_at_once=True))
+    hook = HubSpotHook()
+    task_id = hook.start_export(CONTACTS)
+    if fault.inject:
+        sandbox.inject(path="/status", **fault.inject)
+    destination = tmp_path / "out"
+    landed = _check(
+        fault.download, lambda: hook.download_export(task_id, destination, **fault.download_kwargs)
+    )
+    if landed:
+        (item,) = landed
+        served = sandbox.served_file(task_id)
+        assert item["sha256"] == hashlib.sha256(open(served, "rb").read()).hexdigest()
+        assert os.listdir(destination) == [os.path.basename(item["path"])]
+    else:
+        assert not destination.exists() or os.listdir(destination) == []  # nothing partial, nothing left
+    assert not (tmp_path / "escaped.csv").exists()
+    assert all("Authorization" not in r.headers for r in sandbox.file_requests)
+
+
+def test_daily_export_quota(faulty):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    sandbox, _ = faulty
+    sandbox.daily_export_limit = 1
+    HubSpotHook().start_export(CONTACTS)
+    with pytest.raises(HubSpotExportError) as err:
+        HubSpotHook().start_export(CONTACTS)
+    assert "daily export limit" in str(err.value) and "30 exports per rolling 24 hours" in str(err.value)
+    assert len(sandbox.api_requests("/async", method="POST")) == 2  # not retried: seconds cannot help
+
+
+def test_matrix_size():
+    cases = sum(bool(f.start) + bool(f.status) + 3 * bool(f.poll) + bool(f.download) for f in FAULTS) + 1
+    print(f"\nfault matrix: {len(FAULTS) + 1} faults, {cases} step/fault cases")
+    assert cases >= 60

@@ -1,0 +1,130 @@
+"""No secret reaches a log, an exception, XCom, a rendered template, a trigger or the metadata DB.
+
+Runs the example DAGs and a run through faults with recognisable secrets (an access token, an
+OAuth client secret and refresh token, the access tokens refreshed from them and the signed result
+URLs), captures everything Airflow and the provider wrote, and searches it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from conftest import (
+    CONTACTS,
+    SECRET_CLIENT_ID,
+    SECRET_CLIENT_SECRET,
+    SECRET_REFRESH_TOKEN,
+    SECRET_TOKEN,
+    _home,
+)
+from dagrun import run_dag
+
+from airflow_provider_hubexport.exceptions import HubSpotExportError
+
+DAGS = Path(__file__).resolve().parent.parent / "dags"
+
+
+@pytest.fixture
+def oauth_sandbox(sandbox, connect, airflow_db, tmp_path, monkeypatch):
+    # The sandbox refuses the connection's access token, so every process refreshes through OAuth.
+    sandbox.tokens.pop(SECRET_TOKEN)
+    connect(extra={"client_id": SECRET_CLIENT_ID, "client_secret": SECRET_CLIENT_SECRET,
+                   "refresh_token": SECRET_REFRESH_TOKEN})  # fmt: skip
+    monkeypatch.setenv("HUBSPOT_EXPORT_DIR", str(tmp_path))
+    monkeypatch.setenv("HUBSPOT_POKE_INTERVAL", "0.2")
+    return sandbox
+
+
+def _files_text(root: str) -> str:
+    chunks = []
+    for path in Path(root).rglob("*"):
+        if path.is_file():
+            chunks.append(path.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(chunks)
+
+
+def test_no_secret_anywhere(oauth_sandbox, capsys, caplog, tmp_path):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+    from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
+
+    sandbox = oauth_sandbox
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []  # everything the provider handed back to its caller
+
+    # The example DAGs, end to end (templates rendered, XComs pushed, a trigger run, files landed).
+    for name in ("hubspot_contacts_daily", "hubspot_list_export", "hubspot_export_one_task"):
+        result = run_dag(name, (DAGS / f"{name}.py").read_text(), raw=True)
+        assert set(result.tasks.values()) == {"success"}, (name, result.tasks)
+        seen.append(json.dumps(result.xcom, default=str))
+
+    # Faults: retried errors, a failing poll, an expired URL, a cut-short and a refused download.
+    hook = HubSpotHook()
+    sandbox.plan_next(pending_polls=0, processing_polls=0, expired_urls=1, cut_downloads=1, row_count=3000)
+    task_id = hook.start_export(CONTACTS)
+    sandbox.inject("status", status=429, retry_after=0.01, path="/status", times=2)
+    sandbox.inject("status", status=503, retry_after=0.01, path="/status", times=1)
+    seen.append(json.dumps(hook.download_export(task_id, tmp_path / "faults")))
+    sandbox.expire_access_tokens()  # a refresh in the middle of the work
+    sandbox.inject("status", status=403, path="/status", times=1)
+    for call in (lambda: hook.get_export_status(task_id), lambda: hook.get_export_status("../1"),
+                 lambda: hook.download_export(task_id, "/sys/nope")):  # fmt: skip
+        with pytest.raises(HubSpotExportError) as err:
+            call()
+        seen += [str(err.value), repr(err.value), repr(err.value.__dict__)]
+    seen.append(repr(hook.get_export_status(task_id)))
+    seen.append(json.dumps(hook.get_export_status(task_id).to_dict()))
+    seen.append(repr(hook.settings))
+
+    # The trigger: its serialized form and its events.
+    trigger = HubSpotExportTrigger(export_task_id=task_id, poll_interval=0.01)
+    seen.append(json.dumps(trigger.serialize()))
+
+    async def events():
+        return [e.payload async for e in trigger.run()]
+
+    seen.append(json.dumps(asyncio.run(events())))
+    bad = HubSpotExportTrigger(export_task_id="424242", poll_interval=0.01)
+    seen.append(json.dumps(asyncio.run(_collect(bad))))
+
+    captured = capsys.readouterr()
+    haystacks = {
+        "provider return values, exceptions, reprs, trigger": "\n".join(seen),
+        "stdout/stderr": captured.out + captured.err,
+        "log records": caplog.text,
+        "AIRFLOW_HOME (task logs and the metadata DB file)": _files_text(_home),
+    }
+    refreshed = [token for token, info in sandbox.tokens.items() if info["expires"] is not None]
+    secrets = {
+        "access token": SECRET_TOKEN,
+        "client secret": SECRET_CLIENT_SECRET,
+        "refresh token": SECRET_REFRESH_TOKEN,
+        **{f"refreshed access token {i}": t for i, t in enumerate(refreshed)},
+        **{f"URL signature {i}": sig for i, sig in enumerate(sandbox.issued_signatures)},
+    }
+    assert len(refreshed) >= 2 and len(sandbox.issued_signatures) >= 5  # the secrets were really in play
+    assert "Export" in haystacks["stdout/stderr"] + haystacks["log records"]  # and the capture works
+    assert os.path.exists(os.path.join(_home, "airflow.db"))
+    leaks = [
+        (what, where)
+        for what, secret in secrets.items()
+        for where, text in haystacks.items()
+        if secret in text
+    ]
+    print(
+        f"\nsearched {len(secrets)} secrets in {len(haystacks)} places ({sum(map(len, haystacks.values())):,} chars)"
+    )
+    if leaks:
+        text = haystacks[leaks[0][1]]
+        i = text.find(secrets[leaks[0][0]])
+        print("LEAK CONTEXT:", text[max(0, i - 600) : i + 100])
+    assert leaks == []
+    assert all("Authorization" not in r.headers for r in sandbox.file_requests)
+
+
+async def _collect(trigger):
+    return [e.payload async for e in trigger.run()]
