@@ -6,13 +6,14 @@ UV_VERSION := 0.13.8
 LOCK := requirements/test.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo airflow test services lint format sandbox lock clean
+.PHONY: help venv demo airflow test services bench lint format sandbox lock clean
 
 help:
 	@echo "make demo     set up .venv and run the example DAG against the local sandbox"
 	@echo "make test     set up .venv (pinned) and run lint and the whole test suite"
 	@echo "make airflow  run Airflow (API server, scheduler, DAG processor, triggerer) with the sandbox"
 	@echo "make sandbox  run the HubSpot sandbox on 127.0.0.1:8765 in the foreground"
+	@echo "make bench    run the benchmarks and write benchmarks/RESULTS.md"
 	@echo "make lint     ruff check and format check"
 	@echo "make lock     re-pin $(LOCK) from setup.cfg"
 
@@ -43,6 +44,9 @@ test: lint services
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
 
 airflow: $(STAMP)
 	$(BIN)/python scripts/airflow_local.py

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from benchmarks import demo, density, download, economy, imports, report
-from benchmarks.common import MIB, OUT, ROOT, Section, progress
+from benchmarks.common import MIB, OUT, ROOT, Section, package_fingerprint, progress
 
 BENCHMARKS = ("density", "download", "economy", "imports", "demo")
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     started = time.time()
     load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    code_start = package_fingerprint()
     sections = []
     for name, bench in plan(args.quick).items():
         if args.only and name not in args.only:
@@ -66,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"{name}: done in {time.monotonic() - t:.0f} s")
     load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = report.render(
-        sections, quick=args.quick, started=started, finished=time.time(), load=(load_start, load_end)
+        sections,
+        quick=args.quick,
+        started=started,
+        finished=time.time(),
+        load=(load_start, load_end),
+        code=(code_start, package_fingerprint()),
     )
     print(text)
     with open(output, "w") as fh:

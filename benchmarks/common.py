@@ -7,6 +7,7 @@ next to every figure: a benchmark of a client is worthless if the server was the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import selectors
@@ -235,6 +236,15 @@ class SandboxProcess:
         if extra:
             conn["extra"] = extra
         return json.dumps(conn)
+
+
+def package_fingerprint() -> str:
+    """A short hash of the package's sources, to tell which code a run measured (and whether the
+    code changed while it ran)."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "airflow_provider_hubexport").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def progress(message: str) -> None:

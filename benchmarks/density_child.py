@@ -107,6 +107,20 @@ def _prepare(impl: str) -> Callable[[str], Awaitable[Outcome]]:
     return wait_floor
 
 
+def _lookup_cpu_seconds(count: int = 200) -> float:
+    """CPU seconds of one ``BaseHook.aget_connection`` here: each of our waits makes one, and outside
+    a triggerer Airflow builds its secrets backends again for every lookup."""
+    from airflow.sdk import BaseHook
+
+    async def lookups() -> None:
+        for _ in range(count):
+            await BaseHook.aget_connection("hubspot_default")
+
+    before = procstat.cpu_seconds()
+    asyncio.run(lookups())
+    return (procstat.cpu_seconds() - before) / count
+
+
 def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
@@ -137,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     channel = procstat.protocol_channel()
     wait = _prepare(args.impl)
+    lookup = _lookup_cpu_seconds() if args.impl.startswith("ours") else None
     print("ready", file=channel, flush=True)
     ids: list[str] = json.loads(sys.stdin.readline())
 
@@ -157,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = [repr(o)[:300] for o in outcomes if not isinstance(o, tuple)]
     result: dict[str, Any] = {
         "impl": args.impl,
+        "lookup_cpu_s": lookup,
         "n": len(ids),
         "ok": len(lateness),
         "failures": len(failures),

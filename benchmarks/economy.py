@@ -61,7 +61,7 @@ def run(work: str) -> Section:
                 )
             section.goals.append(
                 (
-                    f"API economy, {label}: {text}",
+                    f"{label}: {text}",
                     ok,
                     f"{o['calls']} calls, added wait {o['added_wait']:.0f} s, last interval {o['last_interval']:.0f} s",
                 )

@@ -41,7 +41,13 @@ def machine() -> str:
 
 
 def render(
-    sections: list[Section], *, quick: bool, started: float, finished: float, load: tuple[str, str]
+    sections: list[Section],
+    *,
+    quick: bool,
+    started: float,
+    finished: float,
+    load: tuple[str, str],
+    code: tuple[str, str],
 ) -> str:
     goals = [(s.title, goal) for s in sections for goal in s.goals]
     lines = [
@@ -53,9 +59,18 @@ def render(
         f"Machine: {machine()}. Load average (1, 5, 15 min) at the start: {load[0]}; at the end: {load[1]} "
         "(anything else running on the machine shows here, and in the figures).",
         "",
+        f"Code measured: `airflow_provider_hubexport` sources with fingerprint `{code[0]}` (a SHA-256 of "
+        "its `.py` files, `benchmarks.common.package_fingerprint`)"
+        + (
+            "."
+            if code[0] == code[1]
+            else f" at the start and `{code[1]}` at the end: **the package changed during this run**, so "
+            "benchmarks run at different times may have measured different code."
+        ),
+        "",
         "Run it with `make bench`, or `.venv/bin/python -m benchmarks` from the repository root (add "
         "`--quick` for a smoke run of about two minutes, which writes `benchmarks/out/RESULTS-quick.md` "
-        "instead of this file). The full run takes about eight minutes on 2 cores. Every server is "
+        "instead of this file). The full run takes at most about eight minutes on 2 cores. Every server is "
         "started by the benchmark on 127.0.0.1; the sandbox always runs in its own process and its CPU "
         "time is reported beside the figures. Logs of the last run: `benchmarks/out/`.",
         "",

@@ -110,10 +110,15 @@ def test_download_that_keeps_failing_leaves_nothing(sandbox, hook, complete, tmp
 
 def test_corrupt_zip_is_not_counted_as_done(sandbox, hook, complete, tmp_path):
     sandbox.packaging = Packaging(zip_over_bytes=1000)
-    task_id = complete(row_count=500, corrupt=True)
+    task_id = complete(row_count=500, corrupt="directory")
     with pytest.raises(HubSpotExportError, match="corrupt"):
         hook.download_export(task_id, tmp_path / "out")
     assert _listing(tmp_path / "out") == []
+    # Damage inside a member's data shows when it is inflated: on extraction.
+    task_id = complete(row_count=500, corrupt="data")
+    with pytest.raises(HubSpotExportError, match="ZIP is corrupt: member .*CRC"):
+        hook.download_export(task_id, tmp_path / "unzipped", unzip=True)
+    assert _listing(tmp_path / "unzipped") == []
 
 
 def test_unsafe_zip_members_refused_with_nothing_written(sandbox, hook, complete, tmp_path):

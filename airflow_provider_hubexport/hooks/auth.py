@@ -49,6 +49,21 @@ def forget_token(settings: HubSpotConnectionSettings, rejected: str | None) -> N
             del _cache[key]
 
 
+_masked: set[str] = set()
+
+
+def not_yet_masked(values: list[str]) -> list[str]:
+    """The values this process has not registered with the secrets masker yet.
+
+    Every registration rebuilds the masker's pattern and, on a triggerer, sends a message to the
+    supervisor: a thousand waits on one connection must not register its token a thousand times.
+    """
+    with _lock:
+        fresh = [v for v in dict.fromkeys(values) if v and v not in _masked]
+        _masked.update(fresh)
+    return fresh
+
+
 def clear_cache() -> None:
     with _lock:
         _cache.clear()

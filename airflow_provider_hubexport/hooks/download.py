@@ -10,6 +10,8 @@ import collections
 import hashlib
 import logging
 import os
+import queue
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -127,7 +129,7 @@ def fetch(
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
         progress = Progress(log, name, expected)
-        digest, size = hashlib.sha256(), 0
+        digest, size = _BackgroundSha256(), 0
         try:
             with open(staged_path, "wb") as out:
                 for chunk in response.iter_content(CHUNK_SIZE):
@@ -136,6 +138,7 @@ def fetch(
                     size += len(chunk)
                     progress.update(size)
         except (requests.RequestException, OSError) as err:
+            digest.abandon()
             if isinstance(err, OSError) and not isinstance(err, requests.RequestException):
                 raise HubSpotExportError(f"Writing export {task_id} to disk failed: {err.strerror}.")
             raise HubSpotExportError(
@@ -148,6 +151,32 @@ def fetch(
         )
     progress.update(size, final=True)
     return name, StagedFile(staged_path, size, digest.hexdigest())
+
+
+class _BackgroundSha256:
+    """SHA-256 on a second thread (hashlib lets go of the GIL), so hashing overlaps the network
+    and the disk instead of adding to them; at most 16 chunks wait in between."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="hubspot-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def abandon(self) -> None:
+        self._queue.put(None)
+
+    def hexdigest(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        return self._hash.hexdigest()
 
 
 def remove_quietly(path: str) -> None:

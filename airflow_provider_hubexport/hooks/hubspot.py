@@ -79,7 +79,7 @@ class HubSpotHook(HttpHook):
         if self._settings is None:
             conn = self.get_connection(self.hubspot_conn_id)
             settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
-            for secret in settings.secrets:
+            for secret in auth.not_yet_masked(settings.secrets):
                 mask_secret(secret)
             self._settings = settings
         return self._settings
@@ -176,7 +176,8 @@ class HubSpotHook(HttpHook):
             token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or ""),
             parse_token_response,
         )
-        mask_secret(token.token)
+        for secret in auth.not_yet_masked([token.token]):
+            mask_secret(secret)
         auth.store_token(s, token)
         self.log.info("Refreshed the HubSpot OAuth access token (valid for a while; cached).")
 
@@ -196,7 +197,7 @@ class HubSpotHook(HttpHook):
             status_request(self.settings.api_version, tid), lambda body: parse_status(body, tid)
         )
         if status.result_url:
-            for part in signed_url_parts(status.result_url):
+            for part in auth.not_yet_masked(signed_url_parts(status.result_url)):
                 mask_secret(part)
         return status
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -25,7 +26,6 @@ from airflow_provider_hubexport.models import (
     parse_status,
     parse_token_response,
     read_response,
-    signed_url_parts,
     status_request,
     token_refresh_request,
     transient_error,
@@ -108,7 +108,7 @@ class HubSpotAsyncClient:
     async def __aenter__(self) -> HubSpotAsyncClient:
         conn = await BaseHook.aget_connection(self.hubspot_conn_id)
         self.settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
-        for secret in self.settings.secrets:
+        for secret in auth.not_yet_masked(self.settings.secrets):
             await _mask(secret)
         self.session = _SharedSession.acquire()
         return self
@@ -182,7 +182,8 @@ class HubSpotAsyncClient:
                 token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or ""),
                 parse_token_response,
             )
-            await _mask(token.token)
+            for secret in auth.not_yet_masked([token.token]):
+                await _mask(secret)
             auth.store_token(s, token)
 
     async def get_export_status(self, task_id: str | int) -> ExportStatus:
@@ -191,7 +192,6 @@ class HubSpotAsyncClient:
         status = await self.call(
             status_request(self.settings.api_version, tid), lambda body: parse_status(body, tid)
         )
-        if status.result_url:
-            for part in signed_url_parts(status.result_url):
-                await _mask(part)
-        return status
+        # A wait never needs the signed URL (a download asks for a fresh one), so it is dropped here:
+        # it cannot leak from a trigger, and thousands of waits do not grow the secrets masker.
+        return replace(status, result_url=None)

@@ -208,9 +208,10 @@ def write_unsafe_zip(directory: str, base_name: str) -> str:
     return archive
 
 
-def corrupt_file(path: str) -> None:
-    """Damage a file in the middle, keeping its size, as a broken storage layer would."""
+def corrupt_file(path: str, where: str = "data") -> None:
+    """Damage a file, keeping its size, as a broken storage layer would: in the middle ("data"),
+    or at the end, where a ZIP keeps its directory ("directory")."""
     size = os.path.getsize(path)
     with open(path, "r+b") as fh:
-        fh.seek(size // 2)
+        fh.seek(size // 2 if where == "data" else max(0, size - 64))
         fh.write(b"\0" * min(64, max(1, size - size // 2)))

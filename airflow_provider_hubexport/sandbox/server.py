@@ -561,7 +561,7 @@ class Sandbox:
                     self.packaging,
                 )
             if export.plan.corrupt:
-                corrupt_file(path)
+                corrupt_file(path, "directory" if export.plan.corrupt == "directory" else "data")
             export.file_path = path
 
     def _signature(self, export_id: str, name: str, expires: int) -> str:

@@ -24,7 +24,7 @@ class ExportPlan:
     expired_urls: int = 0  # the first N signed URLs handed out have already expired
     cut_downloads: int = 0
     download_rate: float | None = None  # bytes per second the file host serves at (None: as fast as it can)
-    corrupt: bool = False
+    corrupt: bool | str = False  # True or "data": damage the middle; "directory": a ZIP's directory
     unsafe_zip: bool = False
 
     @property
