@@ -97,6 +97,9 @@ def main() -> int:
             )
             print(f"    sandbox at {url}; connection hubspot_default points at it")
             t = step("preparing Airflow's metadata database (SQLite in .airflow/)")
+            # A clean database each time: `airflow dags test` of a date that already has a run in an
+            # older DAG version can fail on a foreign key in Airflow 3.3.
+            (HOME / "airflow.db").unlink(missing_ok=True)
             if run([*airflow, "db", "migrate"], env, log) != 0:
                 return fail("airflow db migrate failed")
             print(f"    done in {time.monotonic() - t:.1f} s")
