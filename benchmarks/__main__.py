@@ -5,6 +5,7 @@ write RESULTS.md (``--quick``: small sizes, a smoke run of about two minutes, wr
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import sys
@@ -50,6 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or str(
         OUT / "RESULTS-quick.md" if args.quick else ROOT / "benchmarks" / "RESULTS.md"
     )
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    lock = open(OUT / "run.lock", "a+")  # noqa: SIM115 (held until the process exits)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        print(
+            f"Another benchmark run is in progress ({lock.read().strip() or 'unknown'}); two at once would "
+            "share 2 cores and one scratch directory and spoil each other's figures. Wait for it.",
+            file=sys.stderr,
+        )
+        return 2
+    lock.truncate(0)
+    lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}\n")
+    lock.flush()
 
     work = OUT / "run"
     shutil.rmtree(work, ignore_errors=True)
