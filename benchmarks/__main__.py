@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from benchmarks import demo, density, download, economy, imports, report
-from benchmarks.common import MIB, OUT, ROOT, Section, package_fingerprint, progress
+from benchmarks.common import MIB, OUT, ROOT, OtherLoad, Section, package_fingerprint, progress
 
 BENCHMARKS = ("density", "download", "economy", "imports", "demo")
 
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     code_start = package_fingerprint()
+    other_load = OtherLoad()
     sections = []
     for name, bench in plan(args.quick).items():
         if args.only and name not in args.only:
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         finished=time.time(),
         load=(load_start, load_end),
         code=(code_start, package_fingerprint()),
+        others=other_load.seconds(),
     )
     print(text)
     with open(output, "w") as fh:

@@ -247,6 +247,34 @@ def package_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
+class OtherLoad:
+    """CPU time the rest of the machine used while the benchmarks ran: everything busy minus this
+    process and its (waited-for) descendants. Anything large here means the figures shared the
+    cores with something else."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.busy = self._busy()
+        self.ours = self._ours()
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+
+    @staticmethod
+    def _ours() -> float:
+        import resource
+
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def seconds(self) -> tuple[float, float]:
+        """(CPU seconds used by others, wall seconds) since construction."""
+        others = (self._busy() - self.busy) - (self._ours() - self.ours)
+        return max(0.0, others), time.monotonic() - self.started
+
+
 def progress(message: str) -> None:
     """One line on stderr, so a long run shows where it is without mixing into the tables."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

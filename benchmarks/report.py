@@ -48,6 +48,7 @@ def render(
     finished: float,
     load: tuple[str, str],
     code: tuple[str, str],
+    others: tuple[float, float],
 ) -> str:
     goals = [(s.title, goal) for s in sections for goal in s.goals]
     lines = [
@@ -56,8 +57,14 @@ def render(
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
         f"{'`--quick` (small sizes)' if quick else 'full run'}, {finished - started:.0f} s in all.",
         "",
-        f"Machine: {machine()}. Load average (1, 5, 15 min) at the start: {load[0]}; at the end: {load[1]} "
-        "(anything else running on the machine shows here, and in the figures).",
+        f"Machine: {machine()}. Load average (1, 5, 15 min) at the start: {load[0]}; at the end: {load[1]}. "
+        f"Other processes used {others[0]:.0f} CPU seconds during the {others[1]:.0f} s run "
+        f"({others[0] / max(others[1], 1):.0%} of one core on average)"
+        + (
+            ": the figures had the 2 cores to themselves."
+            if others[0] < 0.05 * others[1]
+            else ": **the figures shared the cores with other work**; compare with a run on a quiet machine."
+        ),
         "",
         f"Code measured: `airflow_provider_hubexport` sources with fingerprint `{code[0]}` (a SHA-256 of "
         "its `.py` files, `benchmarks.common.package_fingerprint`)"
