@@ -186,7 +186,7 @@ class ApiRequest:
     method: str
     path: str
     json: Any = None
-    form: Mapping[str, str] | None = None
+    form: Mapping[str, str] | None = field(default=None, repr=False)  # the OAuth refresh's secrets
     authenticated: bool = True
     describe: str = ""
     # Safe to send twice? Starting an export is not: a resend after HubSpot may have accepted it

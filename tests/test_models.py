@@ -128,3 +128,11 @@ def test_request_copy_is_independent():
     sent = validate_export_request(original)
     sent["objectProperties"].append("x")
     assert original["objectProperties"] == ["dealname"]
+
+
+def test_token_refresh_request_repr_hides_its_secrets():
+    from airflow_provider_hubexport.models import token_refresh_request
+
+    request = token_refresh_request("client", "SECRET-CLIENT-SECRET", "SECRET-REFRESH")
+    assert request.form["client_secret"] == "SECRET-CLIENT-SECRET"
+    assert "SECRET-CLIENT-SECRET" not in repr(request) and "SECRET-REFRESH" not in repr(request)
