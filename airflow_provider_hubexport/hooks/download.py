@@ -155,11 +155,11 @@ def fetch(
 
 class _BackgroundSha256:
     """SHA-256 on a second thread (hashlib lets go of the GIL), so hashing overlaps the network
-    and the disk instead of adding to them; at most 16 chunks wait in between."""
+    and the disk instead of adding to them; at most 4 chunks (4 MiB) wait in between."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
         self._thread = threading.Thread(target=self._run, name="hubspot-sha256", daemon=True)
         self._thread.start()
 
