@@ -6,13 +6,15 @@ UV_VERSION := 0.13.8
 LOCK := requirements/test.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo airflow test services bench lint format sandbox lock clean
+.PHONY: help venv demo airflow test services stress-e2e bench lint format sandbox lock clean
 
 help:
 	@echo "make demo     set up .venv and run the example DAG against the local sandbox"
 	@echo "make test     set up .venv (pinned) and run lint and the whole test suite"
 	@echo "make airflow  run Airflow (API server, scheduler, DAG processor, triggerer) with the sandbox"
+	@echo "              (DB=postgres: on a throwaway PostgreSQL instead of SQLite)"
 	@echo "make sandbox  run the HubSpot sandbox on 127.0.0.1:8765 in the foreground"
+	@echo "make stress-e2e  the end-to-end modules RUNS times (10) in a row with one core kept busy"
 	@echo "make bench    run the benchmarks and write benchmarks/RESULTS.md"
 	@echo "make lint     ruff check and format check"
 	@echo "make lock     re-pin $(LOCK) from setup.cfg"
@@ -45,11 +47,16 @@ test: lint services
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+RUNS ?= 10
+stress-e2e: $(STAMP) services
+	$(BIN)/python devtools/stress_e2e.py --runs $(RUNS)
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+DB ?= sqlite
 airflow: $(STAMP)
-	$(BIN)/python scripts/airflow_local.py
+	$(BIN)/python scripts/airflow_local.py --database $(DB)
 
 sandbox: $(STAMP)
 	$(BIN)/python -m airflow_provider_hubexport.sandbox --port 8765

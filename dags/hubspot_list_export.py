@@ -20,6 +20,8 @@ from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
 EXPORT_ROOT = os.environ.get("HUBSPOT_EXPORT_DIR", "/tmp/hubspot-exports")
 # First wait between status checks; the demo sets a short one for the sandbox's quick exports.
 POKE_INTERVAL = float(os.environ.get("HUBSPOT_POKE_INTERVAL", "30"))
+# The wait grows by half each time up to this cap (seconds): long exports cost few status calls.
+MAX_POKE_INTERVAL = float(os.environ.get("HUBSPOT_MAX_POKE_INTERVAL", "600"))
 EXPORT_ID = "{{ ti.xcom_pull(task_ids='start_export') }}"
 
 with DAG(
@@ -45,6 +47,7 @@ with DAG(
         export_task_id=EXPORT_ID,
         deferrable=True,
         poke_interval=POKE_INTERVAL,
+        max_poke_interval=MAX_POKE_INTERVAL,
     )
 
     download_export = HubSpotDownloadExportOperator(

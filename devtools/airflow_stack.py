@@ -30,6 +30,9 @@ def free_port() -> int:
 
 
 class AirflowStack:
+    """The components as separate processes on one AIRFLOW_HOME. ``database_url`` (a PostgreSQL
+    URL for several writers) replaces the embedded SQLite default."""
+
     def __init__(
         self,
         home: Path,
@@ -37,6 +40,7 @@ class AirflowStack:
         *,
         api_port: int | None = None,
         executor: str = "LocalExecutor",
+        database_url: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         self.home = Path(home)
@@ -58,6 +62,7 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
+            **({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url} if database_url else {}),
             **(env or {}),
         }
         self.processes: dict[str, list[subprocess.Popen]] = {}

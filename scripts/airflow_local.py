@@ -3,10 +3,14 @@
 API server (http://127.0.0.1:8080), scheduler with the LocalExecutor, DAG processor and triggerer,
 on SQLite in .airflow/local (git-ignored), with dags/ as the DAGs folder and a ``hubspot_default``
 connection pointing at a sandbox on 127.0.0.1:8765. Ctrl-C stops everything.
+
+``--database postgres`` (``make airflow DB=postgres``) runs the metadata database on a throwaway
+PostgreSQL on 127.0.0.1 instead, as a scaled-out deployment would; it is removed on exit.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import subprocess
@@ -26,10 +30,28 @@ API_PORT = 8080
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    options = parser.parse_args()
+    postgres = None
+    if options.database == "postgres":
+        from devtools.postgres import PostgresServer
+
+        print("==> starting PostgreSQL on 127.0.0.1 (temporary data directory)", flush=True)
+        postgres = PostgresServer().start()
+    try:
+        return run(postgres.create_database("airflow") if postgres else None)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def run(database_url: str | None) -> int:
     stack = AirflowStack(
         HOME,
         ROOT / "dags",
         api_port=API_PORT,
+        database_url=database_url,
         env={"HUBSPOT_EXPORT_DIR": str(ROOT / ".airflow" / "exports"), "HUBSPOT_POKE_INTERVAL": "2"},
     )
     stop = threading.Event()

@@ -53,6 +53,19 @@ def airflow_db():
     return DAGS_DIR
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server on 127.0.0.1 for the session's multi-process legs (each stack gets its
+    own database); started on first use, stopped and removed at the end."""
+    from devtools.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_token_cache():
     from airflow_provider_hubexport.hooks import auth

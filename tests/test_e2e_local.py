@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import SECRET_TOKEN
 
@@ -47,14 +46,14 @@ with DAG("e2e_big_download", schedule=None, start_date=pendulum.datetime(2026, 1
 
 @pytest.fixture(scope="module")
 def sandbox_e2e():
-    sandbox = Sandbox(token=SECRET_TOKEN)
+    sandbox = Sandbox(token=SECRET_TOKEN, identify_clients=True)
     sandbox.start()
     yield sandbox
     sandbox.stop()
 
 
 @pytest.fixture(scope="module")
-def stack(sandbox_e2e, tmp_path_factory):
+def stack(sandbox_e2e, tmp_path_factory, postgres):
     home = tmp_path_factory.mktemp("airflow-e2e")
     dags = home / "dags"
     dags.mkdir()
@@ -68,8 +67,10 @@ def stack(sandbox_e2e, tmp_path_factory):
         ),
         "HUBSPOT_EXPORT_DIR": str(exports),
         "HUBSPOT_POKE_INTERVAL": "1",
+        "HUBSPOT_MAX_POKE_INTERVAL": "2",
     }
-    airflow = AirflowStack(home / "home", dags, env=env)
+    # Four components write the metadata database at once: PostgreSQL, as in production.
+    airflow = AirflowStack(home / "home", dags, database_url=postgres.create_database("e2e_local"), env=env)
     try:
         started = time.monotonic()
         airflow.prepare()
@@ -100,55 +101,71 @@ def _sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _group_pids(proc):
-    try:
-        root = psutil.Process(proc.pid)
-        return {root.pid, *(c.pid for c in root.children(recursive=True))}
-    except psutil.NoSuchProcess:
-        return set()
+def _live_groups(stack, name):
+    """Process groups of a component's live processes (each runs in its own group)."""
+    return {proc.pid for proc in stack.processes[name] if proc.poll() is None}
 
 
-def _pids_talking_to(port):
-    return {c.pid for c in psutil.net_connections(kind="tcp") if c.raddr and c.raddr.port == port and c.pid}
+def _status_polls(sandbox, export_id):
+    return sandbox.api_requests(f"/tasks/{export_id}/status", method="GET")
 
 
 def test_list_export_defers_to_the_triggerer(stack, sandbox_e2e):
-    sandbox_e2e.plan_next(pending_seconds=3, processing_seconds=3, row_count=300)
-    triggerer_pids = set().union(*(_group_pids(p) for p in stack.processes["triggerer"]))
-    pollers: set[int] = set()
-
-    def watch(states):
-        if states.get("wait_for_export") == "deferred":
-            pollers.update(_pids_talking_to(sandbox_e2e.port))
+    # Counted polls: the sensor's check before deferring (poll 1) sees PENDING whatever the
+    # machine's speed, so the wait always defers, and the triggerer makes exactly the rest.
+    pending, processing = 3, 3
+    sandbox_e2e.plan_next(pending_polls=pending, processing_polls=processing, row_count=300)
+    triggerers = _live_groups(stack, "triggerer")
 
     started = time.monotonic()
     run_id = stack.trigger("hubspot_list_export", {"list_id": "77"})
-    state, seen = stack.wait_run("hubspot_list_export", run_id, timeout=180, on_poll=watch)
+    state, seen = stack.wait_run("hubspot_list_export", run_id, timeout=300)
     print(f"\nhubspot_list_export run took {time.monotonic() - started:.1f} s")
     assert state == "success"
     assert "deferred" in seen["wait_for_export"]
-    assert pollers and pollers <= triggerer_pids  # the polls while deferred came from the triggerer
     assert len(sandbox_e2e.api_requests("/async", method="POST")) == 1
     (export_id,) = [e for e in sandbox_e2e.exports if sandbox_e2e.exports[e].request.get("listId") == "77"]
+
+    # From the sandbox's record of every status request and the process group that sent it:
+    # the worker checked once, the triggerer made every poll of the deferred wait (until COMPLETE),
+    # and the download asked once more from a worker.
+    polls = _status_polls(sandbox_e2e, export_id)
+    senders = ["triggerer" if r.pgid in triggerers else "worker" for r in polls]
+    assert None not in [r.pgid for r in polls]
+    assert senders[0] == "worker"
+    assert senders[1 : 1 + pending + processing] == ["triggerer"] * (pending + processing), senders
+    assert senders[1 + pending + processing :] == ["worker"], senders
+    assert all(r.headers.get("User-Agent", "").endswith(" aiohttp") for r in polls if r.pgid in triggerers)
     landed = list((stack.exports / "lists" / "77").glob("*/*"))
     assert len(landed) == 1 and _sha(landed[0]) == _sha(sandbox_e2e.served_file(export_id))
 
 
 def test_triggerer_killed_mid_wait_is_replaced(stack, sandbox_e2e):
-    sandbox_e2e.plan_next(pending_seconds=8, processing_seconds=4)
+    pending, processing = 8, 2  # ten polls 1-2 s apart: the kill lands mid-wait on any machine
+    sandbox_e2e.plan_next(pending_polls=pending, processing_polls=processing)
+    (old,) = [p for p in stack.processes["triggerer"] if p.poll() is None]
     run_id = stack.trigger("hubspot_list_export", {"list_id": "78"})
+    (export_id,) = stack.wait_until(
+        "the export started",
+        lambda: [e for e in sandbox_e2e.exports if sandbox_e2e.exports[e].request.get("listId") == "78"],
+        timeout=180,
+    )
     stack.wait_until(
-        "sensor deferred",
-        lambda: stack.task_states("hubspot_list_export", run_id).get("wait_for_export") == "deferred",
-        timeout=90,
+        "the old triggerer polling",
+        lambda: [r for r in _status_polls(sandbox_e2e, export_id) if r.pgid == old.pid],
+        timeout=180,
         every=0.25,
     )
-    (old,) = [p for p in stack.processes["triggerer"] if p.poll() is None]
     stack.kill(old, signal.SIGKILL)
-    stack.start("triggerer")
-    state, _ = stack.wait_run("hubspot_list_export", run_id, timeout=180)
+    killed_at = time.monotonic()
+    new = stack.start("triggerer")
+    state, _ = stack.wait_run("hubspot_list_export", run_id, timeout=300)
     assert state == "success"
     assert len(sandbox_e2e.api_requests("/async", method="POST")) == 1
+    polls = _status_polls(sandbox_e2e, export_id)
+    after = [r for r in polls if r.at > killed_at and r.pgid in (old.pid, new.pid)]
+    assert after and {r.pgid for r in after} == {new.pid}  # the new triggerer took the wait over
+    assert len([r for r in polls if r.pgid in (old.pid, new.pid)]) >= pending + processing  # until COMPLETE
 
 
 def test_task_killed_mid_download_retries_without_partial_file(stack, sandbox_e2e):
@@ -160,12 +177,12 @@ def test_task_killed_mid_download_retries_without_partial_file(stack, sandbox_e2
     done = threading.Event()
 
     def killer():
-        # Independent of the REST polling: kill whatever holds the file host's connection the
-        # moment the download is under way (bounded by the run's own timeout).
+        # Independent of the REST polling: kill the process that asked the file host for the
+        # file (the sandbox records it) while the download is under way; bounded by the run.
         while not done.is_set() and not killed:
-            pids = _pids_talking_to(sandbox_e2e.files_port)
+            pids = {r.pid for r in sandbox_e2e.file_requests if r.pid}
             if pids:
-                time.sleep(0.5)  # let some bytes land in the staging file
+                time.sleep(0.5)  # let some bytes land in the staging file (4 MB/s: seconds left)
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
                 killed.extend(pids)

@@ -53,7 +53,9 @@ def test_status_parser_never_crashes(payload):
     if status.status == "COMPLETE":
         assert status.result_url
     json.dumps(status.to_dict())  # always JSON-able, for XCom and trigger events
-    if status.result_url:
+    if (
+        status.result_url and "sig=" in status.result_url
+    ):  # a signed URL (short random text can occur anywhere)
         assert status.result_url not in repr(status) and status.result_url not in json.dumps(status.to_dict())
 
 

@@ -26,6 +26,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from airflow_provider_hubexport.sandbox.content import Packaging, corrupt_file, write_export, write_unsafe_zip
+from airflow_provider_hubexport.sandbox.peers import ClientProcesses
 from airflow_provider_hubexport.sandbox.state import Export, ExportPlan, Fault, RecordedRequest
 
 DEFAULT_TOKEN = "sandbox-token"
@@ -72,6 +73,7 @@ class Sandbox:
         rate_limit_retry_after: bool = True,
         daily_export_limit: int | None = None,
         workdir: str | None = None,
+        identify_clients: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -97,6 +99,7 @@ class Sandbox:
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="hubspot-sandbox-")
         self._lock = threading.Lock()
+        self._clients = ClientProcesses() if identify_clients else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -242,6 +245,7 @@ class Sandbox:
     async def _record(self, request: web.Request, server: str) -> None:
         body = await request.read()
         peername = request.transport.get_extra_info("peername") if request.transport else None
+        pid, pgid = await self._clients.identify(request.transport) if self._clients else (None, None)
         self.requests.append(
             RecordedRequest(
                 server,
@@ -252,6 +256,8 @@ class Sandbox:
                 body,
                 peer=f"{peername[0]}:{peername[1]}" if peername else "",
                 at=time.monotonic(),
+                pid=pid,
+                pgid=pgid,
             )
         )
 

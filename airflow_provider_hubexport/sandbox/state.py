@@ -68,6 +68,8 @@ class RecordedRequest:
     body: bytes
     peer: str = ""  # client address:port, to see whether connections are reused
     at: float = 0.0  # time.monotonic() when it arrived
+    pid: int | None = None  # the sending process and its group, with ``identify_clients=True``
+    pgid: int | None = None
 
 
 @dataclass
