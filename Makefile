@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 LOCK := requirements/test.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo airflow test services bench lint format sandbox lock clean
+.PHONY: help venv demo airflow test services bench lint format sandbox lock clean lock-legs lock-leg leg test-leg
 
 help:
 	@echo "make demo     set up .venv and run the example DAG against the local sandbox"
@@ -56,6 +56,35 @@ sandbox: $(STAMP)
 
 lock: $(BIN)/uv
 	$(BIN)/uv pip compile --quiet --universal --python-version 3.10 setup.cfg --extra test -o $(LOCK)
+
+# Version legs: one lock per supported Airflow release, pinned to what existed on its release date
+# (--exclude-newer), since today's pydantic/FastAPI break older Airflow. LEG is one of LEGS.
+LEGS := airflow-3.0 airflow-3.1 airflow-3.2 airflow-3.3-py313
+LEG_PY_airflow-3.0 := 3.10
+LEG_PY_airflow-3.1 := 3.11
+LEG_PY_airflow-3.2 := 3.11
+LEG_PY_airflow-3.3-py313 := 3.13
+LEG_DATE_airflow-3.0 := 2025-08-30T00:00:00Z
+LEG_DATE_airflow-3.1 := 2026-03-12T00:00:00Z
+LEG_DATE_airflow-3.2 := 2026-05-30T00:00:00Z
+LEG_DATE_airflow-3.3-py313 := 2026-09-18T00:00:00Z
+LEG ?= airflow-3.0
+LEG_VENV ?= /tmp/venv-$(LEG)
+
+lock-legs: $(BIN)/uv
+	for leg in $(LEGS); do $(MAKE) --no-print-directory lock-leg LEG=$$leg || exit 1; done
+
+lock-leg: $(BIN)/uv
+	$(BIN)/uv pip compile --quiet --python-version $(LEG_PY_$(LEG)) --exclude-newer $(LEG_DATE_$(LEG)) \
+		setup.cfg requirements/$(LEG).in --extra test -o requirements/$(LEG).txt
+
+leg: $(BIN)/uv
+	$(BIN)/uv venv --quiet --allow-existing --python $(LEG_PY_$(LEG)) $(LEG_VENV)
+	$(BIN)/uv pip sync --quiet --python $(LEG_VENV)/bin/python requirements/$(LEG).txt
+	$(BIN)/uv pip install --quiet --python $(LEG_VENV)/bin/python --no-deps -e .
+
+test-leg: leg
+	$(LEG_VENV)/bin/python -m pytest --ignore=tests/test_e2e_local.py --ignore=tests/test_e2e_celery.py
 
 clean:
 	rm -rf $(VENV) .airflow build *.egg-info
