@@ -6,18 +6,19 @@ UV_VERSION := 0.13.8
 LOCK := requirements/test.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo airflow test services stress-e2e bench lint format sandbox lock clean
+.PHONY: help venv demo airflow test services stress-e2e bench lint format sandbox lock lock-legs lock-leg clean
 
 help:
 	@echo "make demo     set up .venv and run the example DAG against the local sandbox"
-	@echo "make test     set up .venv (pinned) and run lint and the whole test suite"
+	@echo "make test     set up .venv (pinned) and run lint and the whole test suite, on every Airflow leg"
+	@echo "              (AIRFLOW=3.1: one leg alone; legs are 3.0 3.1 3.2 3.3 3.3-py313)"
 	@echo "make airflow  run Airflow (API server, scheduler, DAG processor, triggerer) with the sandbox"
 	@echo "              (DB=postgres: on a throwaway PostgreSQL instead of SQLite)"
 	@echo "make sandbox  run the HubSpot sandbox on 127.0.0.1:8765 in the foreground"
 	@echo "make stress-e2e  the end-to-end modules RUNS times (10) in a row with one core kept busy"
 	@echo "make bench    run the benchmarks and write benchmarks/RESULTS.md"
 	@echo "make lint     ruff check and format check"
-	@echo "make lock     re-pin $(LOCK) from setup.cfg"
+	@echo "make lock     re-pin $(LOCK) from setup.cfg (make lock-legs: the older legs' locks)"
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +42,11 @@ format: $(STAMP)
 services:
 	scripts/ensure_services.sh
 
+# The whole suite on the newest Airflow, and a leg per older minor and per edge Python, two at a time
+# (devtools/test_matrix.py). AIRFLOW=3.1 (or 3.0, 3.2, 3.3, 3.3-py313) runs one leg alone.
+AIRFLOW ?=
 test: lint services
-	$(BIN)/python -m pytest
+	$(BIN)/python devtools/test_matrix.py $(if $(AIRFLOW),--leg $(AIRFLOW))
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -64,5 +68,24 @@ sandbox: $(STAMP)
 lock: $(BIN)/uv
 	$(BIN)/uv pip compile --quiet --universal --python-version 3.10 setup.cfg --extra test -o $(LOCK)
 
+# Version legs: one lock per supported Airflow release, pinned to what existed on its release date
+# (--exclude-newer), since today's pydantic/FastAPI break older Airflow. LEG is one of LEGS.
+LEGS := airflow-3.0 airflow-3.1 airflow-3.2 airflow-3.3-py313
+LEG_PY_airflow-3.0 := 3.10
+LEG_PY_airflow-3.1 := 3.11
+LEG_PY_airflow-3.2 := 3.11
+LEG_PY_airflow-3.3-py313 := 3.13
+LEG_DATE_airflow-3.0 := 2025-08-30T00:00:00Z
+LEG_DATE_airflow-3.1 := 2026-03-12T00:00:00Z
+LEG_DATE_airflow-3.2 := 2026-05-30T00:00:00Z
+LEG_DATE_airflow-3.3-py313 := 2026-09-18T00:00:00Z
+
+lock-legs: $(BIN)/uv
+	for leg in $(LEGS); do $(MAKE) --no-print-directory lock-leg LEG=$$leg || exit 1; done
+
+lock-leg: $(BIN)/uv
+	$(BIN)/uv pip compile --quiet --python-version $(LEG_PY_$(LEG)) --exclude-newer $(LEG_DATE_$(LEG)) \
+		setup.cfg requirements/$(LEG).in --extra test -o requirements/$(LEG).txt
+
 clean:
-	rm -rf $(VENV) .airflow build *.egg-info
+	rm -rf $(VENV) .venv-legs .test-logs .airflow build *.egg-info

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSensorTimeout
+from airflow_provider_hubexport.compat import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 
 class HubSpotExportError(AirflowException):

@@ -11,7 +11,12 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, task
+from airflow.sdk import DAG, task
+
+try:
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:  # Airflow < 3.2
+    from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_hubexport.operators.export import (
     HubSpotDownloadExportOperator,

@@ -80,7 +80,8 @@ def test_remote_store_gets_the_file_put_whole(sandbox, hook, complete):
     attach("memory", fs=memory)
     task_id = complete(row_count=2000)
     (landed,) = hook.download_export(task_id, "memory://bucket/hubspot/2026-11-28")
-    assert landed["path"].startswith("memory://bucket/hubspot/2026-11-28/")
+    # universal-pathlib < 0.3 (Airflow 3.0, 3.1) renders the memory filesystem's root as "memory:///".
+    assert landed["path"].replace("memory:///", "memory://").startswith("memory://bucket/hubspot/2026-11-28/")
     data = ObjectStoragePath(landed["path"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == _sha(sandbox.served_file(task_id)) == landed["sha256"]
     assert [p for p in memory.find("/bucket") if ".part" in p or ".hubspot-" in p] == []

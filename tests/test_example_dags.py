@@ -16,7 +16,10 @@ DAGS = Path(__file__).resolve().parent.parent / "dags"
 
 
 def test_example_dags_parse_without_errors():
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.2
+        from airflow.models.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}

@@ -128,3 +128,33 @@ def test_no_secret_anywhere(oauth_sandbox, capsys, caplog, tmp_path):
 
 async def _collect(trigger):
     return [e.payload async for e in trigger.run()]
+
+
+def test_secret_is_masked_in_process_before_it_travels(monkeypatch):
+    """A secret reaches the in-process masker before its MaskSecret message leaves for the supervisor.
+
+    The message itself carries the secret in clear, and the Task SDK logs what it sends at DEBUG
+    (``dag.test()``'s in-process comms do: "Sending request msg=MaskSecret(value=...)"): Airflow 3.0
+    sent it first and masked it after, so that line leaked the token. This checks the order on every
+    version, whatever the log level or configuration of the run.
+    """
+    from airflow.sdk.execution_time import task_runner
+
+    try:
+        from airflow.sdk.log import redact
+    except ImportError:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import redact
+
+    from airflow_provider_hubexport.compat import mask_secret
+
+    secret = "pat-na1-SECRET-SENT-TO-SUPERVISOR-77aa"
+    sent: list[tuple[str, bool]] = []
+
+    class RecordingComms:
+        def send(self, msg, *args, **kwargs):
+            value = getattr(msg, "value", None)
+            sent.append((type(msg).__name__, value == secret and secret not in str(redact(repr(msg)))))
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", RecordingComms(), raising=False)
+    mask_secret(secret)
+    assert sent == [("MaskSecret", True)]

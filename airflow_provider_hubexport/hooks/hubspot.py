@@ -11,8 +11,8 @@ import requests
 import tenacity
 import urllib3
 from airflow.providers.http.hooks.http import HttpHook
-from airflow.sdk.log import mask_secret
 
+from airflow_provider_hubexport.compat import mask_secret
 from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
 from airflow_provider_hubexport.hooks import auth
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings

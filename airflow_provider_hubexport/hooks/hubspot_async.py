@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 import tenacity
-from airflow.sdk import BaseHook
 
+from airflow_provider_hubexport.compat import aget_connection, amask_secret, base_hook_class
 from airflow_provider_hubexport.hooks import auth
 from airflow_provider_hubexport.hooks.connection import USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.models import (
@@ -45,13 +45,6 @@ def _ssl_option(verify: bool | str) -> Any:
 
 
 async def _mask(secret: str) -> None:
-    try:
-        from airflow.sdk.log import amask_secret
-    except ImportError:  # Airflow before 3.1
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(secret)
-        return
     await amask_secret(secret)
 
 
@@ -103,10 +96,10 @@ class HubSpotAsyncClient:
         self.hubspot_conn_id = hubspot_conn_id
         self.settings: HubSpotConnectionSettings | None = None
         self.session: aiohttp.ClientSession | None = None
-        self.log = log or BaseHook().log
+        self.log = log or base_hook_class()().log
 
     async def __aenter__(self) -> HubSpotAsyncClient:
-        conn = await BaseHook.aget_connection(self.hubspot_conn_id)
+        conn = await aget_connection(self.hubspot_conn_id)
         self.settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
         for secret in auth.not_yet_masked(self.settings.secrets):
             await _mask(secret)

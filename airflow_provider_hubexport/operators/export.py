@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
-
+from airflow_provider_hubexport.compat import BaseOperator, ResumableJobMixin, conf
 from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
 from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
 from airflow_provider_hubexport.models import validate_export_request, validate_id
@@ -28,11 +27,6 @@ from airflow_provider_hubexport.polling import (
     finish,
     wait_for_export,
 )
-
-try:
-    from airflow.sdk import ResumableJobMixin
-except ImportError:  # Airflow < 3.3: common-compat's stand-in starts a new export on every try
-    from airflow.providers.common.compat.sdk import ResumableJobMixin  # type: ignore[attr-defined,no-redef]
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

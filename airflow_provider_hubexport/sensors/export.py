@@ -10,15 +10,15 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import (
+from airflow_provider_hubexport.compat import (
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseOperator,
     BaseSensorOperator,
     PokeReturnValue,
+    TaskDeferralTimeout,
     conf,
 )
-
 from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
 from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
 from airflow_provider_hubexport.models import validate_id
@@ -154,8 +154,6 @@ class HubSpotExportSensor(LazyHubSpotHook, BaseSensorOperator):
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         # BaseSensorOperator skips on every AirflowException when soft_fail is set; an auth, scope
         # or not-found error must fail even then, as it does in poke mode.
-        from airflow.sdk.exceptions import TaskDeferralTimeout
-
         try:
             return BaseOperator.resume_execution(self, next_method, next_kwargs, context)
         except TaskDeferralTimeout as err:

@@ -1,0 +1,163 @@
+"""Every difference between the Airflow 3 releases the provider supports, in one place.
+
+The provider declares ``apache-airflow>=3.0`` and is tested on 3.0, 3.1, 3.2 and 3.3. It imports
+Airflow's public names from here rather than from ``airflow.providers.common.compat.sdk``: the
+common-compat release that has that module needs Python 3.11 and is newer than Airflow 3.0-3.3.
+
+What differs, per version (all below are handled here):
+
+- ``airflow.sdk.exceptions`` holds the task exceptions from 3.2; before, ``airflow.exceptions``.
+- ``airflow.sdk.conf`` from 3.2; before, ``airflow.configuration.conf``.
+- ``airflow.sdk.BaseHook`` from 3.1; on 3.0, ``airflow.hooks.base.BaseHook``.
+- ``airflow.sdk.ResumableJobMixin`` (and the ``task_state_store`` it keeps the job id in) from
+  3.3. Below it, :class:`ResumableJobMixin` here submits a new job on every try.
+- ``mask_secret`` on 3.0 tells the supervisor before the in-process masker knows the secret, and
+  the in-process test supervisor (``dag.test()``) logs that message at DEBUG in clear:
+  :func:`mask_secret` registers the secret in-process first, on every version.
+- ``amask_secret`` (the triggerer's event-loop-safe variant) from 3.3.
+
+This module imports nothing heavy: operator and sensor modules, which DAG files import on every
+parse, import it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
+
+try:  # Airflow >= 3.2
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowRescheduleException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferralError,
+        TaskDeferralTimeout,
+    )
+except ImportError:  # Airflow 3.0, 3.1
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowException,
+        AirflowFailException,
+        AirflowRescheduleException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferralError,
+        TaskDeferralTimeout,
+    )
+
+try:  # Airflow >= 3.2
+    from airflow.sdk import conf
+except ImportError:  # Airflow 3.0, 3.1
+    from airflow.configuration import conf  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = [
+    "AIRFLOW_V_3_1_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowRescheduleException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "BaseOperator",
+    "BaseSensorOperator",
+    "HAS_RESUMABLE_JOBS",
+    "PokeReturnValue",
+    "ResumableJobMixin",
+    "TaskDeferralError",
+    "TaskDeferralTimeout",
+    "aget_connection",
+    "amask_secret",
+    "base_hook_class",
+    "conf",
+    "mask_secret",
+]
+
+
+def _version() -> tuple[int, int]:
+    from airflow import __version__
+
+    major, minor = (__version__.split(".") + ["0"])[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+AIRFLOW_VERSION = _version()
+AIRFLOW_V_3_1_PLUS = AIRFLOW_VERSION >= (3, 1)
+AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= (3, 3)
+
+try:  # Airflow >= 3.3
+    from airflow.sdk import ResumableJobMixin
+
+    HAS_RESUMABLE_JOBS = True
+except ImportError:  # Airflow < 3.3: no task_state_store, so a retry cannot find the job it started
+    HAS_RESUMABLE_JOBS = False
+
+    class ResumableJobMixin:  # type: ignore[no-redef]
+        """Stand-in for ``airflow.sdk.ResumableJobMixin`` below Airflow 3.3 (as common-compat's).
+
+        There is no ``task_state_store`` to remember the job in, so every try submits a new job.
+        """
+
+        external_id_key: str = "remote_job_id"
+        durable = False
+
+        def execute_resumable(self, context: Context) -> Any:
+            external_id = self.submit_job(context)  # type: ignore[attr-defined]
+            self.poll_until_complete(external_id, context)  # type: ignore[attr-defined]
+            return self.get_job_result(external_id, context)  # type: ignore[attr-defined]
+
+
+def base_hook_class() -> type:
+    """``BaseHook``: ``airflow.sdk`` from 3.1, ``airflow.hooks.base`` on 3.0."""
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # Airflow 3.0
+        from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+    return BaseHook
+
+
+async def aget_connection(conn_id: str) -> Any:
+    """``BaseHook.aget_connection`` (3.1+); on 3.0 the sync lookup, in a worker thread as 3.0's own
+    async hooks do."""
+    hook = base_hook_class()
+    if hasattr(hook, "aget_connection"):
+        return await hook.aget_connection(conn_id)
+    import asyncio
+
+    return await asyncio.to_thread(hook.get_connection, conn_id)
+
+
+def _mask_in_process(secret: str) -> None:
+    # Airflow 3.0's mask_secret sends MaskSecret(value=<secret>) to the supervisor *before* adding
+    # it to this process's masker, and dag.test()'s in-process supervisor comms log every message
+    # they send at DEBUG: the secret would be written in clear. Registering it here first makes that
+    # log line (and any other) redacted. 3.1 and later register in-process first themselves.
+    if AIRFLOW_V_3_1_PLUS:
+        return
+    try:
+        from airflow.sdk.execution_time.secrets_masker import _secrets_masker
+    except ImportError:  # pragma: no cover - the module moved; the public call below still masks
+        return
+    _secrets_masker().add_mask(secret)
+
+
+def mask_secret(secret: str) -> None:
+    """Mask ``secret`` in this process and in the supervisor's output, leaking it nowhere first."""
+    from airflow.sdk.log import mask_secret as _mask_secret
+
+    _mask_in_process(secret)
+    _mask_secret(secret)
+
+
+async def amask_secret(secret: str) -> None:
+    """``mask_secret`` for code on an event loop (the triggerer)."""
+    try:
+        from airflow.sdk.log import amask_secret as _amask_secret
+    except ImportError:  # Airflow < 3.3
+        mask_secret(secret)
+        return
+    await _amask_secret(secret)

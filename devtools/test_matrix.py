@@ -1,0 +1,156 @@
+"""``make test``: the whole suite on the newest Airflow, and the version legs on every older minor.
+
+Each leg is its own virtualenv (``.venv-legs/<leg>``), installed by uv from its own pinned lock
+under ``requirements/`` with the Python it names, so what a leg proves is what a user with that
+Airflow and those dependency versions would get. The newest leg runs everything, the real-process
+end-to-end modules included; the others run the unit, hook and DAG-level tests (sensor in every
+mode, operators, example DAGs, secret scan). Legs run side by side, two at a time (the machine has
+two cores); each prints the Airflow and Python it ran on and how many tests passed, and the last
+line sums them up.
+
+``make test AIRFLOW=3.1`` (or ``python devtools/test_matrix.py --leg 3.1``) runs one leg alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / ".test-logs"
+E2E = ("tests/test_e2e_local.py", "tests/test_e2e_celery.py")
+
+
+@dataclass(frozen=True)
+class Leg:
+    name: str
+    lock: str
+    python: str | None  # None: the main venv's own interpreter (``make venv``)
+    everything: bool = False  # the newest leg also runs the end-to-end modules
+
+    @property
+    def venv(self) -> Path:
+        return ROOT / ".venv" if self.python is None else ROOT / ".venv-legs" / self.name
+
+
+LEGS = (
+    Leg("3.3", "requirements/test.txt", None, everything=True),
+    Leg("3.0", "requirements/airflow-3.0.txt", "3.10"),
+    Leg("3.1", "requirements/airflow-3.1.txt", "3.11"),
+    Leg("3.2", "requirements/airflow-3.2.txt", "3.11"),
+    Leg("3.3-py313", "requirements/airflow-3.3-py313.txt", "3.13"),
+)
+_print_lock = threading.Lock()
+
+
+def say(text: str) -> None:
+    with _print_lock:
+        print(text, flush=True)
+
+
+def ensure_venv(leg: Leg, uv: Path) -> None:
+    """Install the leg's venv from its lock; skipped when the lock has not changed since."""
+    if leg.python is None:
+        return  # built by ``make venv``
+    stamp = leg.venv / ".installed"
+    lock = ROOT / leg.lock
+    wanted = f"{lock.stat().st_mtime_ns}:{(ROOT / 'setup.cfg').stat().st_mtime_ns}"
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}  # use the machine's Python, never fetch one
+    run = [str(uv), "--quiet"]
+    subprocess.run([*run, "venv", "--clear", "--python", leg.python, str(leg.venv)], check=True, env=env)
+    py = str(leg.venv / "bin" / "python")
+    subprocess.run([*run, "pip", "sync", "--python", py, str(lock)], check=True, env=env)
+    subprocess.run(
+        [*run, "pip", "install", "--python", py, "--no-deps", "-e", str(ROOT)], check=True, env=env
+    )
+    stamp.write_text(wanted)
+
+
+def versions(leg: Leg) -> str:
+    code = "import sys, airflow; print(f'Airflow {airflow.__version__}, Python {sys.version.split()[0]}')"
+    out = subprocess.run([str(leg.venv / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    return out.stdout.strip() or f"(not importable: {out.stderr.strip()[-300:]})"
+
+
+def run_leg(leg: Leg, uv: Path) -> tuple[Leg, dict[str, int], float, str]:
+    started = time.monotonic()
+    log = LOGS / f"{leg.name}.log"
+    try:
+        ensure_venv(leg, uv)
+    except subprocess.CalledProcessError as err:
+        return leg, {"error": 1}, time.monotonic() - started, f"venv failed: {err}"
+    label = versions(leg)
+    say(
+        f"[{leg.name}] {label}: running {'the whole suite' if leg.everything else 'all but the end-to-end modules'}"
+    )
+    args = [str(leg.venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    if not leg.everything:
+        args += [f"--ignore={module}" for module in E2E]
+    with open(log, "w") as out:
+        code = subprocess.run(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT).returncode
+    counts = summary(log.read_text(errors="replace"))
+    if code != 0 and not counts.get("failed") and not counts.get("error"):
+        counts["error"] = 1  # pytest itself failed (collection, exit 5 for no tests, a crash)
+    return leg, counts, time.monotonic() - started, label
+
+
+def summary(output: str) -> dict[str, int]:
+    """The counts from pytest's closing line ("3 failed, 370 passed, 1 skipped in 9.1s")."""
+    lines = [
+        line for line in output.splitlines() if re.search(r"\b(passed|failed|error)s?\b.* in [\d.]+s", line)
+    ]
+    if not lines:
+        return {}
+    return {
+        kind.rstrip("s"): int(n)
+        for n, kind in re.findall(r"(\d+) (passed|failed|errors?|skipped)", lines[-1])
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leg", action="append", help="run only this leg (3.0, 3.1, 3.2, 3.3, 3.3-py313)")
+    parser.add_argument("--jobs", type=int, default=2)
+    options = parser.parse_args()
+    legs = [leg for leg in LEGS if not options.leg or leg.name in options.leg]
+    if not legs:
+        parser.error(f"no such leg: {options.leg}; legs are {', '.join(leg.name for leg in LEGS)}")
+    uv = ROOT / ".venv" / "bin" / "uv"
+    LOGS.mkdir(exist_ok=True)
+    started = time.monotonic()
+    total: dict[str, int] = {}
+    failed_legs = []
+    # The newest leg is the longest: it starts first, the others share the second core.
+    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+        futures = [pool.submit(run_leg, leg, uv) for leg in legs]
+        for future in as_completed(futures):
+            leg, counts, seconds, label = future.result()
+            for kind, n in counts.items():
+                total[kind] = total.get(kind, 0) + n
+            ok = counts.get("passed", 0) > 0 and not counts.get("failed") and not counts.get("error")
+            if not ok:
+                failed_legs.append(leg.name)
+            shown = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "no result"
+            say(
+                f"[{leg.name}] {label}: {shown} in {seconds:.0f} s ({'ok' if ok else 'FAILED'}; log .test-logs/{leg.name}.log)"
+            )
+    say(f"legs: {len(legs) - len(failed_legs)} of {len(legs)} passed in {time.monotonic() - started:.0f} s")
+    for name in failed_legs:
+        tail = (LOGS / f"{name}.log").read_text(errors="replace").splitlines()[-40:]
+        say(f"--- the end of .test-logs/{name}.log ---\n" + "\n".join(tail))
+    say(f"tests: {total.get('passed', 0)} passed, {total.get('failed', 0) + total.get('error', 0)} failed")
+    return 1 if failed_legs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
