@@ -14,8 +14,10 @@ line sums them up.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -56,6 +58,27 @@ def say(text: str) -> None:
         print(text, flush=True)
 
 
+def find_python(version: str) -> str:
+    """An interpreter of ``version`` on this machine: on PATH, or in pyenv's versions (whose shims
+    fail for a version that is not selected). Never downloaded."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [
+        shutil.which(f"python{version}"),
+        *sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}")),
+    ]
+    for candidate in filter(None, candidates):
+        out = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode == 0 and out.stdout.strip() == version:
+            return candidate
+    raise RuntimeError(
+        f"no Python {version} on this machine (looked on PATH and in {root}/versions): install it to run this leg"
+    )
+
+
 def ensure_venv(leg: Leg, uv: Path) -> None:
     """Install the leg's venv from its lock; skipped when the lock has not changed since."""
     if leg.python is None:
@@ -67,7 +90,9 @@ def ensure_venv(leg: Leg, uv: Path) -> None:
         return
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}  # use the machine's Python, never fetch one
     run = [str(uv), "--quiet"]
-    subprocess.run([*run, "venv", "--clear", "--python", leg.python, str(leg.venv)], check=True, env=env)
+    subprocess.run(
+        [*run, "venv", "--clear", "--python", find_python(leg.python), str(leg.venv)], check=True, env=env
+    )
     py = str(leg.venv / "bin" / "python")
     subprocess.run([*run, "pip", "sync", "--python", py, str(lock)], check=True, env=env)
     subprocess.run(
@@ -87,13 +112,13 @@ def run_leg(leg: Leg, uv: Path) -> tuple[Leg, dict[str, int], float, str]:
     log = LOGS / f"{leg.name}.log"
     try:
         ensure_venv(leg, uv)
-    except subprocess.CalledProcessError as err:
+    except (subprocess.CalledProcessError, RuntimeError) as err:
         return leg, {"error": 1}, time.monotonic() - started, f"venv failed: {err}"
     label = versions(leg)
     say(
         f"[{leg.name}] {label}: running {'the whole suite' if leg.everything else 'all but the end-to-end modules'}"
     )
-    args = [str(leg.venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    args = [str(leg.venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=15"]
     if not leg.everything:
         args += [f"--ignore={module}" for module in E2E]
     with open(log, "w") as out:
