@@ -12,7 +12,7 @@ from aiohttp import web
 from airflow_provider_hubexport.sandbox import faults
 from airflow_provider_hubexport.sandbox.auth import check_bearer, refresh_grant
 from airflow_provider_hubexport.sandbox.files import FileHost
-from airflow_provider_hubexport.sandbox.state import Export
+from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export
 from airflow_provider_hubexport.sandbox.wire import hubspot_error, iso
 
 if TYPE_CHECKING:
@@ -30,12 +30,10 @@ def build_api_app(sandbox: Sandbox, file_host: FileHost) -> web.Application:
     @web.middleware
     async def api_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         await sandbox._recorder.record(request, "api")
-        fault = sandbox._faults.take(request.method, request.path)
-        if fault is not None:
-            answer = await faults.apply(fault, request)
-            if answer is not None:
-                return answer
-        if request.path != OAUTH_PATH:
+        answer = await faults.inject(sandbox, "api", request)
+        if answer is not None:
+            return answer
+        if request.path.removeprefix(MOVED_PREFIX) != OAUTH_PATH:
             limited = sandbox._rate.check(sandbox.rate_limit, sandbox.rate_limit_retry_after)
             if limited is not None:
                 return limited
@@ -45,11 +43,12 @@ def build_api_app(sandbox: Sandbox, file_host: FileHost) -> web.Application:
         return await handler(request)
 
     api = web.Application(middlewares=[api_middleware], client_max_size=8 * 1024 * 1024)
-    for prefix in VERSION_PREFIXES:
-        api.router.add_post(f"{prefix}/async", handlers.start)
-        api.router.add_get(f"{prefix}/async/tasks/{{task_id}}/status", handlers.status)
-        api.router.add_get(f"{prefix}/{{export_id}}", handlers.get_export)
-    api.router.add_post(OAUTH_PATH, handlers.oauth_token)
+    for moved in ("", MOVED_PREFIX):  # every resource also answers where a redirect fault points
+        for prefix in VERSION_PREFIXES:
+            api.router.add_post(f"{moved}{prefix}/async", handlers.start)
+            api.router.add_get(f"{moved}{prefix}/async/tasks/{{task_id}}/status", handlers.status)
+            api.router.add_get(f"{moved}{prefix}/{{export_id}}", handlers.get_export)
+        api.router.add_post(f"{moved}{OAUTH_PATH}", handlers.oauth_token)
     return api
 
 

@@ -8,11 +8,15 @@ import collections
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from airflow_provider_hubexport.sandbox.state import Fault
+from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Fault
 from airflow_provider_hubexport.sandbox.wire import rate_limit_response
+
+if TYPE_CHECKING:
+    from airflow_provider_hubexport.sandbox.server import Sandbox
 
 _CATEGORIES = {
     400: "VALIDATION_ERROR",
@@ -34,10 +38,10 @@ class FaultBook:
             self.faults.append(fault)
         return fault
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def take(self, server: str, method: str, path: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.matches(method, path):
+                if fault.matches(method, path, server):
                     if fault.after > 0:
                         fault.after -= 1
                         return None
@@ -46,8 +50,11 @@ class FaultBook:
         return None
 
 
-async def apply(fault: Fault, request: web.Request) -> web.StreamResponse | None:
-    """Answer (or drop) the request as the fault says; None lets it through (after a delay)."""
+async def apply(fault: Fault, request: web.Request, urls: dict[str, str]) -> web.StreamResponse | None:
+    """Answer (or drop) the request as the fault says; None lets it through (after a delay).
+
+    ``urls`` maps "api" and "files" to the listeners' base URLs, for redirects.
+    """
     if fault.kind == "reset":
         assert request.transport is not None
         request.transport.abort()
@@ -56,6 +63,8 @@ async def apply(fault: Fault, request: web.Request) -> web.StreamResponse | None
         await asyncio.sleep(fault.delay)
     elif fault.kind == "status":
         return error_response(fault)
+    elif fault.kind == "redirect":
+        return redirect_response(fault, request, urls)
     elif fault.kind == "non_json":
         return web.Response(text="<html><body>Bad gateway</body></html>", content_type="text/html")
     elif fault.kind == "missing_fields":
@@ -79,6 +88,16 @@ def error_response(fault: Fault) -> web.Response:
         "category": _CATEGORIES.get(fault.status, "INTERNAL_ERROR"),
     }
     return web.json_response(body, status=fault.status, headers=headers)
+
+
+def redirect_response(fault: Fault, request: web.Request, urls: dict[str, str]) -> web.Response:
+    """A 3xx to the same path and query under ``MOVED_PREFIX``, on the listener ``fault.location`` names."""
+    if fault.location == "same":
+        base = str(request.url.origin())
+    else:
+        base = urls.get(fault.location, fault.location).rstrip("/")
+    location = f"{base}{MOVED_PREFIX}{request.path_qs}"
+    return web.Response(status=fault.status, headers={"Location": location}, text=f"Moved to {location}")
 
 
 class RateLimiter:
@@ -109,3 +128,11 @@ class RateLimiter:
         if retry_after:
             headers["Retry-After"] = f"{max(wait, 0.01):.2f}"
         return rate_limit_response(headers)
+
+
+async def inject(sandbox: Sandbox, server: str, request: web.Request) -> web.StreamResponse | None:
+    """Apply the first injected fault that matches this request on ``server`` ("api" or "files")."""
+    fault = sandbox._faults.take(server, request.method, request.path)
+    if fault is None:
+        return None
+    return await apply(fault, request, {"api": sandbox.api_url, "files": sandbox.files_url})

@@ -12,8 +12,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from airflow_provider_hubexport.sandbox import faults
 from airflow_provider_hubexport.sandbox.content import corrupt_file, write_export, write_unsafe_zip
-from airflow_provider_hubexport.sandbox.state import Export
+from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export
 
 if TYPE_CHECKING:
     from airflow_provider_hubexport.sandbox.server import Sandbox
@@ -55,10 +56,12 @@ class FileHost:
         @web.middleware
         async def record(request: web.Request, handler: Any) -> web.StreamResponse:
             await self.sandbox._recorder.record(request, "files")
-            return await handler(request)
+            answer = await faults.inject(self.sandbox, "files", request)
+            return answer if answer is not None else await handler(request)
 
         files = web.Application(middlewares=[record])
-        files.router.add_get("/hubspot-exports/{export_id}/{name}", self.download)
+        for moved in ("", MOVED_PREFIX):  # also where a redirect fault points
+            files.router.add_get(f"{moved}/hubspot-exports/{{export_id}}/{{name}}", self.download)
         return files
 
     def materialize(self, export: Export) -> None:
