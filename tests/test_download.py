@@ -343,3 +343,35 @@ def test_signed_query_is_hidden_from_urllib3_debug_only_while_downloading(sandbo
     caplog.clear()
     requests.get(f"{sandbox.files_url}/hubspot-exports/1/x.csv?plain=1", timeout=5)
     assert any("plain=1" in r.getMessage() for r in caplog.records)
+
+
+def test_unzip_with_a_corrupt_member_lands_nothing(sandbox, hook, complete, tmp_path):
+    """All or nothing: the members before the damaged one are not left at their final names."""
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    task_id = complete(row_count=1200, corrupt="data")  # 3 members; the damage is in the second
+    with zipfile.ZipFile(sandbox.served_file(task_id)) as zf:
+        assert len(zf.namelist()) == 3 and zf.testzip() == zf.namelist()[1]
+    with pytest.raises(HubSpotExportError, match="ZIP is corrupt: member .*-2.csv.*Nothing was extracted"):
+        hook.download_export(task_id, tmp_path / "out", unzip=True, max_attempts=1)
+    assert _listing(tmp_path / "out") == []  # no member, no staging folder, no staged download
+
+
+def test_failed_unzip_leaves_the_previous_files_untouched(sandbox, hook, complete, tmp_path):
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    good = hook.download_export(complete(row_count=1200), tmp_path, unzip=True, filename="contacts")
+    before = {f["path"]: _sha(f["path"]) for f in good}
+    task_id = complete(row_count=1200, corrupt="data")
+    with pytest.raises(HubSpotExportError, match="corrupt"):
+        hook.download_export(task_id, tmp_path, unzip=True, filename="contacts", max_attempts=1)
+    assert {p: _sha(p) for p in before} == before
+    assert _listing(tmp_path) == ["contacts-1.csv", "contacts-2.csv", "contacts-3.csv"]
+
+
+def test_stale_unzip_staging_folder_of_a_killed_try_is_removed(sandbox, hook, complete, tmp_path):
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    task_id = complete(row_count=1200)
+    stale = tmp_path / f".hubspot-{task_id}-abc.unzip"
+    stale.mkdir()
+    (stale / "0.part").write_bytes(b"half")
+    landed = hook.download_export(task_id, tmp_path, unzip=True)
+    assert _listing(tmp_path) == sorted(os.path.basename(f["path"]) for f in landed)
