@@ -128,65 +128,54 @@ def fetch(
     """
     check_url_scheme(url, "The signed result URL")
     with hidden_query(urlsplit(url).query):
-        return _fetch(session, url, staged_path, task_id, timeout=timeout, log=log)
-
-
-def _fetch(
-    session: requests.Session,
-    url: str,
-    staged_path: str,
-    task_id: str,
-    *,
-    timeout: tuple[float, float],
-    log: Any,
-) -> tuple[str, StagedFile]:
-    try:
-        response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as err:
-        raise HubSpotExportError(
-            f"Download of export {task_id} failed: {type(err).__name__}.", retryable=True
-        )
-    with response:
-        if response.status_code in (403, 410):
+        try:
+            response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
+        except requests.RequestException as err:
             raise HubSpotExportError(
-                f"The file host refused the signed URL of export {task_id} (HTTP {response.status_code}): it "
-                "has probably expired.",
-                status_code=response.status_code,
-                retryable=True,
+                f"Download of export {task_id} failed: {type(err).__name__}.", retryable=True
             )
-        if response.status_code != 200:
-            raise HubSpotExportError(
-                f"The file host answered HTTP {response.status_code} for export {task_id}.",
-                status_code=response.status_code,
-                retryable=response.status_code == 429 or response.status_code >= 500,
-            )
-        name = filename_for(response.headers, url, task_id)
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length and length.isdigit() else None
-        progress = Progress(log, name, expected)
-        size = 0
-        with _BackgroundSha256() as digest:  # its thread ends however this block does
-            try:
-                with open(staged_path, "wb") as out:
-                    for chunk in response.iter_content(CHUNK_SIZE):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        size += len(chunk)
-                        progress.update(size)
-            except (requests.RequestException, OSError) as err:
-                if isinstance(err, OSError) and not isinstance(err, requests.RequestException):
-                    raise HubSpotExportError(f"Writing export {task_id} to disk failed: {err.strerror}.")
+        with response:
+            if response.status_code in (403, 410):
                 raise HubSpotExportError(
-                    f"Download of export {task_id} was cut short after {size} bytes ({type(err).__name__}).",
+                    f"The file host refused the signed URL of export {task_id} (HTTP {response.status_code}): it "
+                    "has probably expired.",
+                    status_code=response.status_code,
                     retryable=True,
                 )
-            if expected is not None and size != expected:
+            if response.status_code != 200:
                 raise HubSpotExportError(
-                    f"Download of export {task_id} was cut short: {size} of {expected} bytes.", retryable=True
+                    f"The file host answered HTTP {response.status_code} for export {task_id}.",
+                    status_code=response.status_code,
+                    retryable=response.status_code == 429 or response.status_code >= 500,
                 )
-            sha256 = digest.hexdigest()
-    progress.update(size, final=True)
-    return name, StagedFile(staged_path, size, sha256)
+            name = filename_for(response.headers, url, task_id)
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            progress = Progress(log, name, expected)
+            size = 0
+            with _BackgroundSha256() as digest:  # its thread ends however this block does
+                try:
+                    with open(staged_path, "wb") as out:
+                        for chunk in response.iter_content(CHUNK_SIZE):
+                            out.write(chunk)
+                            digest.update(chunk)
+                            size += len(chunk)
+                            progress.update(size)
+                except (requests.RequestException, OSError) as err:
+                    if isinstance(err, OSError) and not isinstance(err, requests.RequestException):
+                        raise HubSpotExportError(f"Writing export {task_id} to disk failed: {err.strerror}.")
+                    raise HubSpotExportError(
+                        f"Download of export {task_id} was cut short after {size} bytes ({type(err).__name__}).",
+                        retryable=True,
+                    )
+                if expected is not None and size != expected:
+                    raise HubSpotExportError(
+                        f"Download of export {task_id} was cut short: {size} of {expected} bytes.",
+                        retryable=True,
+                    )
+                sha256 = digest.hexdigest()
+        progress.update(size, final=True)
+        return name, StagedFile(staged_path, size, sha256)
 
 
 class _BackgroundSha256:
