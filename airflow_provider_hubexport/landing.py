@@ -13,6 +13,7 @@ import shutil
 import struct
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -23,6 +24,7 @@ from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExp
 
 STAGING_PREFIX = ".hubspot-"
 STAGING_SUFFIX = ".part"
+UNZIP_SUFFIX = ".unzip"  # a staging folder that a ZIP's members are extracted into
 _CHUNK = 1024 * 1024
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f/\\:]")
 _EXTENSIONS = {
@@ -184,6 +186,8 @@ class Destination:
                 )
             for stale in Path(self.local_dir).glob(f"{STAGING_PREFIX}{task_id}-*{STAGING_SUFFIX}"):
                 stale.unlink(missing_ok=True)
+            for stale in Path(self.local_dir).glob(f"{STAGING_PREFIX}{task_id}-*{UNZIP_SUFFIX}"):
+                shutil.rmtree(stale, ignore_errors=True)
             return self.local_dir
         self.remote.mkdir(parents=True, exist_ok=True)
         self._staging_root = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{task_id}-")
@@ -238,7 +242,9 @@ class Destination:
     def extract(
         self, archive: str, task_id: str, *, overwrite: bool, filename: str | None = None
     ) -> list[dict[str, Any]]:
-        """Land every member of a ZIP, refusing the whole archive if any member would escape."""
+        """Land every member of a ZIP, or none: refuse the whole archive if any member would escape;
+        extract all members into a staging folder (in the destination when it is local), checking
+        each one's CRC, and only then move them to their final names. The folder is always removed."""
         with zipfile.ZipFile(archive) as zf:
             members = [i for i in zf.infolist() if not i.is_dir()]
             unsafe = [i.filename for i in members if member_parts(i.filename) is None or _is_symlink(i)]
@@ -259,21 +265,27 @@ class Destination:
                         f"{', '.join(existing[:5])} already exist(s) and overwrite=False: remove them or pass "
                         "overwrite=True."
                     )
-            landed = []
-            for info, parts in zip(members, targets, strict=True):
-                staged_path = self.staged_name(task_id)
-                try:
-                    with zf.open(info) as src, open(staged_path, "wb") as dst:
-                        size, digest = hash_copy(src, dst)  # zipfile checks the CRC as it reads
-                except zipfile.BadZipFile as err:
-                    os.remove(staged_path)
-                    raise HubSpotExportError(
-                        f"The export's ZIP is corrupt: member {info.filename!r}: {err}. Members before it "
-                        "were extracted; download again to retry."
-                    ) from None
-                try:
-                    landed.append(self.land(StagedFile(staged_path, size, digest), parts, overwrite=True))
-                finally:
-                    if os.path.exists(staged_path):
-                        os.remove(staged_path)
-            return landed
+            staging = tempfile.mkdtemp(
+                dir=self.local_dir or self._staging_root,
+                prefix=f"{STAGING_PREFIX}{task_id}-",
+                suffix=UNZIP_SUFFIX,
+            )
+            try:
+                staged = []
+                for n, info in enumerate(members):
+                    path = os.path.join(staging, f"{n}{STAGING_SUFFIX}")
+                    try:
+                        with zf.open(info) as src, open(path, "wb") as dst:
+                            size, digest = hash_copy(src, dst)  # zipfile checks the CRC as it reads
+                    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+                        raise HubSpotExportError(
+                            f"The export's ZIP is corrupt: member {info.filename!r}: {err}. Nothing was "
+                            "extracted; download again to retry."
+                        ) from None
+                    staged.append(StagedFile(path, size, digest))
+                return [
+                    self.land(file, parts, overwrite=True)
+                    for file, parts in zip(staged, targets, strict=True)
+                ]
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)

@@ -245,3 +245,134 @@ def test_fixed_filename_makes_reruns_replace(sandbox, hook, tmp_path):
     ]
     assert _listing(tmp_path / "z") == ["contacts-1.csv", "contacts-2.csv", "contacts-3.csv"]
     assert _listing(tmp_path / "s") == ["contacts.zip"] and single["path"].endswith("contacts.zip")
+
+
+class _ShortResponse:
+    """A 200 whose body is shorter than its Content-Length, delivered without a transport error
+    (as when a proxy or a decoding layer gets the length wrong)."""
+
+    status_code = 200
+    headers = {"Content-Length": "100", "Content-Type": "text/csv"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def iter_content(self, chunk_size):
+        yield b"x" * 50
+
+
+class _ShortSession:
+    def get(self, url, **kwargs):
+        return _ShortResponse()
+
+
+def _hash_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "hubspot-sha256" and t.is_alive()]
+
+
+def _settle(count, seconds=5.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while len(_hash_threads()) > count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(_hash_threads())
+
+
+def test_length_mismatch_ends_the_hashing_thread(hook, tmp_path):
+    from airflow_provider_hubexport.hooks import download
+
+    before = len(_hash_threads())
+    for _ in range(3):
+        with pytest.raises(HubSpotExportError, match="cut short: 50 of 100 bytes"):
+            download.fetch(
+                _ShortSession(),
+                "http://127.0.0.1:1/hubspot-exports/1/x.csv?Expires=1&Signature=abc",
+                str(tmp_path / "x"),
+                "1",
+                timeout=(1, 1),
+                log=hook.log,
+            )
+    assert _settle(before) == before  # no thread left blocked on its queue
+
+
+def test_failed_downloads_leave_no_hashing_thread(sandbox, hook, complete, tmp_path):
+    before = len(_hash_threads())
+    task_id = complete(row_count=20_000, cut_downloads=10)
+    with pytest.raises(HubSpotExportError, match="cut short"):
+        hook.download_export(task_id, tmp_path / "out")
+    assert _settle(before) == before
+
+
+def test_importing_the_download_module_leaves_urllib3_logging_alone():
+    code = (
+        "import logging\n"
+        "import airflow_provider_hubexport.hooks.download\n"
+        "print([logging.getLogger(n).filters for n in ('urllib3.connectionpool', 'urllib3', '')])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[[], [], []]"
+
+
+def test_signed_query_is_hidden_from_urllib3_debug_only_while_downloading(sandbox, hook, tmp_path, caplog):
+    import logging
+
+    import requests
+
+    from airflow_provider_hubexport.hooks import download
+
+    sandbox.plan_next(pending_polls=0, processing_polls=0, row_count=10)
+    auth = {"Authorization": f"Bearer {SECRET_TOKEN}"}
+    base = f"{sandbox.api_url}/crm/v3/exports/export/async"
+    task_id = requests.post(base, json=CONTACTS, headers=auth, timeout=10).json()["id"]
+    # Asked for without the hook, so that no secrets masker knows this URL: only the filter can hide it.
+    url = requests.get(f"{base}/tasks/{task_id}/status", headers=auth, timeout=10).json()["result"]
+    query = url.split("?", 1)[1]
+    urllib3_log = logging.getLogger(download.URLLIB3_LOGGER)
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    download.fetch(download.file_session(), url, str(tmp_path / "x"), task_id, timeout=(5, 5), log=hook.log)
+    lines = [r.getMessage() for r in caplog.records if r.name == download.URLLIB3_LOGGER]
+    assert any("/hubspot-exports/" in line and "***" in line for line in lines), lines
+    assert query not in caplog.text
+    assert download._hide_queries not in urllib3_log.filters  # gone once the download is over
+    # and other requests' logs are left as they are
+    caplog.clear()
+    requests.get(f"{sandbox.files_url}/hubspot-exports/1/x.csv?plain=1", timeout=5)
+    assert any("plain=1" in r.getMessage() for r in caplog.records)
+
+
+def test_unzip_with_a_corrupt_member_lands_nothing(sandbox, hook, complete, tmp_path):
+    """All or nothing: the members before the damaged one are not left at their final names."""
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    task_id = complete(row_count=1200, corrupt="data")  # 3 members; the damage is in the second
+    with zipfile.ZipFile(sandbox.served_file(task_id)) as zf:
+        assert len(zf.namelist()) == 3 and zf.testzip() == zf.namelist()[1]
+    with pytest.raises(HubSpotExportError, match="ZIP is corrupt: member .*-2.csv.*Nothing was extracted"):
+        hook.download_export(task_id, tmp_path / "out", unzip=True, max_attempts=1)
+    assert _listing(tmp_path / "out") == []  # no member, no staging folder, no staged download
+
+
+def test_failed_unzip_leaves_the_previous_files_untouched(sandbox, hook, complete, tmp_path):
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    good = hook.download_export(complete(row_count=1200), tmp_path, unzip=True, filename="contacts")
+    before = {f["path"]: _sha(f["path"]) for f in good}
+    task_id = complete(row_count=1200, corrupt="data")
+    with pytest.raises(HubSpotExportError, match="corrupt"):
+        hook.download_export(task_id, tmp_path, unzip=True, filename="contacts", max_attempts=1)
+    assert {p: _sha(p) for p in before} == before
+    assert _listing(tmp_path) == ["contacts-1.csv", "contacts-2.csv", "contacts-3.csv"]
+
+
+def test_stale_unzip_staging_folder_of_a_killed_try_is_removed(sandbox, hook, complete, tmp_path):
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    task_id = complete(row_count=1200)
+    stale = tmp_path / f".hubspot-{task_id}-abc.unzip"
+    stale.mkdir()
+    (stale / "0.part").write_bytes(b"half")
+    landed = hook.download_export(task_id, tmp_path, unzip=True)
+    assert _listing(tmp_path) == sorted(os.path.basename(f["path"]) for f in landed)

@@ -6,13 +6,14 @@ none), and an error never quotes the URL, which is a credential until it expires
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import hashlib
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,26 +30,50 @@ PROGRESS_EVERY = 5.0
 class _HideSignedQueries(logging.Filter):
     """urllib3 logs each request's path and query at DEBUG; for a signed URL the query is the
     credential. Airflow's secrets masker redacts it in task logs, and this filter does so for any
-    other handler a deployment adds."""
+    other handler a deployment adds. It sits on urllib3's logger only while a download runs
+    (``hidden_query``), so importing this module changes no one else's logging."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.queries: collections.deque[str] = collections.deque(maxlen=64)
+        self.queries: list[str] = []  # of the downloads running now
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.queries and isinstance(record.args, tuple):
-            record.args = tuple(self._clean(arg) for arg in record.args)
+        queries = tuple(self.queries)
+        if queries and isinstance(record.args, tuple):
+            record.args = tuple(self._clean(arg, queries) for arg in record.args)
         return True
 
-    def _clean(self, arg: Any) -> Any:
+    @staticmethod
+    def _clean(arg: Any, queries: tuple[str, ...]) -> Any:
         if isinstance(arg, str):
-            for query in self.queries:
+            for query in queries:
                 arg = arg.replace(query, "***")
         return arg
 
 
+URLLIB3_LOGGER = "urllib3.connectionpool"
 _hide_queries = _HideSignedQueries()
-logging.getLogger("urllib3.connectionpool").addFilter(_hide_queries)
+_hide_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def hidden_query(query: str) -> Iterator[None]:
+    """While inside, urllib3's DEBUG records show ``***`` for ``query``; the filter is installed on
+    urllib3's logger by the first download running and removed by the last."""
+    if not query:
+        yield
+        return
+    logger = logging.getLogger(URLLIB3_LOGGER)
+    with _hide_lock:
+        _hide_queries.queries.append(query)
+        logger.addFilter(_hide_queries)
+    try:
+        yield
+    finally:
+        with _hide_lock:
+            _hide_queries.queries.remove(query)
+            if not _hide_queries.queries:
+                logger.removeFilter(_hide_queries)
 
 
 def file_session() -> requests.Session:
@@ -102,66 +127,75 @@ def fetch(
     connection or a short read, so the caller can get a fresh URL and try again.
     """
     check_url_scheme(url, "The signed result URL")
-    query = urlsplit(url).query
-    if query and query not in _hide_queries.queries:
-        _hide_queries.queries.append(query)
-    try:
-        response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as err:
-        raise HubSpotExportError(
-            f"Download of export {task_id} failed: {type(err).__name__}.", retryable=True
-        )
-    with response:
-        if response.status_code in (403, 410):
-            raise HubSpotExportError(
-                f"The file host refused the signed URL of export {task_id} (HTTP {response.status_code}): it "
-                "has probably expired.",
-                status_code=response.status_code,
-                retryable=True,
-            )
-        if response.status_code != 200:
-            raise HubSpotExportError(
-                f"The file host answered HTTP {response.status_code} for export {task_id}.",
-                status_code=response.status_code,
-                retryable=response.status_code == 429 or response.status_code >= 500,
-            )
-        name = filename_for(response.headers, url, task_id)
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length and length.isdigit() else None
-        progress = Progress(log, name, expected)
-        digest, size = _BackgroundSha256(), 0
+    with hidden_query(urlsplit(url).query):
         try:
-            with open(staged_path, "wb") as out:
-                for chunk in response.iter_content(CHUNK_SIZE):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                    progress.update(size)
-        except (requests.RequestException, OSError) as err:
-            digest.abandon()
-            if isinstance(err, OSError) and not isinstance(err, requests.RequestException):
-                raise HubSpotExportError(f"Writing export {task_id} to disk failed: {err.strerror}.")
+            response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
+        except requests.RequestException as err:
             raise HubSpotExportError(
-                f"Download of export {task_id} was cut short after {size} bytes ({type(err).__name__}).",
-                retryable=True,
+                f"Download of export {task_id} failed: {type(err).__name__}.", retryable=True
             )
-    if expected is not None and size != expected:
-        raise HubSpotExportError(
-            f"Download of export {task_id} was cut short: {size} of {expected} bytes.", retryable=True
-        )
-    progress.update(size, final=True)
-    return name, StagedFile(staged_path, size, digest.hexdigest())
+        with response:
+            if response.status_code in (403, 410):
+                raise HubSpotExportError(
+                    f"The file host refused the signed URL of export {task_id} (HTTP {response.status_code}): it "
+                    "has probably expired.",
+                    status_code=response.status_code,
+                    retryable=True,
+                )
+            if response.status_code != 200:
+                raise HubSpotExportError(
+                    f"The file host answered HTTP {response.status_code} for export {task_id}.",
+                    status_code=response.status_code,
+                    retryable=response.status_code == 429 or response.status_code >= 500,
+                )
+            name = filename_for(response.headers, url, task_id)
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            progress = Progress(log, name, expected)
+            size = 0
+            with _BackgroundSha256() as digest:  # its thread ends however this block does
+                try:
+                    with open(staged_path, "wb") as out:
+                        for chunk in response.iter_content(CHUNK_SIZE):
+                            out.write(chunk)
+                            digest.update(chunk)
+                            size += len(chunk)
+                            progress.update(size)
+                except (requests.RequestException, OSError) as err:
+                    if isinstance(err, OSError) and not isinstance(err, requests.RequestException):
+                        raise HubSpotExportError(f"Writing export {task_id} to disk failed: {err.strerror}.")
+                    raise HubSpotExportError(
+                        f"Download of export {task_id} was cut short after {size} bytes ({type(err).__name__}).",
+                        retryable=True,
+                    )
+                if expected is not None and size != expected:
+                    raise HubSpotExportError(
+                        f"Download of export {task_id} was cut short: {size} of {expected} bytes.",
+                        retryable=True,
+                    )
+                sha256 = digest.hexdigest()
+        progress.update(size, final=True)
+        return name, StagedFile(staged_path, size, sha256)
 
 
 class _BackgroundSha256:
     """SHA-256 on a second thread (hashlib lets go of the GIL), so hashing overlaps the network
-    and the disk instead of adding to them; at most 4 chunks (4 MiB) wait in between."""
+    and the disk instead of adding to them; at most 4 chunks (4 MiB) wait in between.
+
+    Use as a context manager: leaving it, by return or by exception, always ends the thread.
+    """
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
         self._thread = threading.Thread(target=self._run, name="hubspot-sha256", daemon=True)
         self._thread.start()
+
+    def __enter__(self) -> _BackgroundSha256:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _run(self) -> None:
         while (chunk := self._queue.get()) is not None:
@@ -170,12 +204,14 @@ class _BackgroundSha256:
     def update(self, chunk: bytes) -> None:
         self._queue.put(chunk)
 
-    def abandon(self) -> None:
-        self._queue.put(None)
+    def close(self) -> None:
+        """Let the thread hash what is queued and end; idempotent."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def hexdigest(self) -> str:
-        self._queue.put(None)
-        self._thread.join()
+        self.close()
         return self._hash.hexdigest()
 
 

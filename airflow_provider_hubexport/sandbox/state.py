@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_KINDS = ("status", "reset", "delay", "non_json", "missing_fields", "unknown_status")
+FAULT_KINDS = ("status", "reset", "delay", "non_json", "missing_fields", "unknown_status", "redirect")
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+MOVED_PREFIX = "/moved"  # where a redirect points: the same resource, under this prefix
 
 
 @dataclass
@@ -34,11 +36,18 @@ class ExportPlan:
 
 @dataclass
 class Fault:
-    """A misbehaviour for the next ``times`` API requests whose path contains ``path``.
+    """A misbehaviour for the next ``times`` requests whose path contains ``path``, on the API host
+    (``server="api"``, the default) or the file host (``server="files"``).
 
     kinds: ``status`` (an HTTP error with HubSpot's body), ``reset`` (connection dropped),
     ``delay`` (slow answer), ``non_json`` (a 200 that is not JSON), ``missing_fields`` (a 200 JSON
-    without the fields), ``unknown_status`` (a status HubSpot never documented).
+    without the fields), ``unknown_status`` (a status HubSpot never documented), ``redirect`` (a
+    ``status`` of 301, 302, 303, 307 or 308 with a ``Location`` header).
+
+    A redirect points at the same path and query under ``/moved`` (``MOVED_PREFIX``), where the
+    same resource is served: a client that follows it gets a normal answer, and the sandbox's
+    ``requests`` show whether it went there and with which headers. ``location`` says on which
+    listener: ``"same"`` (the one that answered), ``"api"``, ``"files"``, or an absolute URL.
     """
 
     kind: str = "status"
@@ -49,13 +58,25 @@ class Fault:
     retry_after: float | None = None
     delay: float = 0.0
     after: int = 0  # let this many matching requests through first
+    server: str = "api"  # or "files"
+    location: str = "same"  # for redirects: "same", "api", "files" or an absolute URL
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
+        if self.server not in ("api", "files"):
+            raise ValueError('fault server must be "api" or "files"')
+        if self.kind == "redirect" and self.status not in REDIRECT_STATUSES:
+            raise ValueError(f"a redirect fault needs a status in {REDIRECT_STATUSES}, e.g. status=307")
 
-    def matches(self, method: str, path: str) -> bool:
-        return self.times > 0 and self.path in path and (self.method is None or self.method == method)
+    def matches(self, method: str, path: str, server: str = "api") -> bool:
+        return (
+            self.times > 0
+            and self.server == server
+            and self.path in path
+            and not path.startswith(MOVED_PREFIX + "/")  # a followed redirect lands, it is not sent on
+            and (self.method is None or self.method == method)
+        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,153 @@
+"""The file host: result files written on first need, handed out under signed, expiring URLs, and
+served (whole, slowly or cut short, as the export's plan says) without ever needing a token."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from airflow_provider_hubexport.sandbox import faults
+from airflow_provider_hubexport.sandbox.content import corrupt_file, write_export, write_unsafe_zip
+from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export
+
+if TYPE_CHECKING:
+    from airflow_provider_hubexport.sandbox.server import Sandbox
+
+_CHUNK = 256 * 1024
+_MIME = {
+    ".csv": "text/csv; charset=utf-8",
+    ".zip": "application/zip",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".xls": "application/vnd.ms-excel",
+}
+
+
+class UrlSigner:
+    """HMAC signatures over (export, file name, expiry), with a key that lives as long as the sandbox."""
+
+    def __init__(self) -> None:
+        self._key = os.urandom(32)
+
+    def signature(self, export_id: str, name: str, expires: int) -> str:
+        msg = f"{export_id}/{name}/{expires}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+
+    def valid(self, signature: str, export_id: str, name: str, expires: int) -> bool:
+        return hmac.compare_digest(signature, self.signature(export_id, name, expires))
+
+
+def _denied(message: str = "") -> web.Response:
+    text = f"<Error><Code>AccessDenied</Code>{message and f'<Message>{message}</Message>'}</Error>"
+    return web.Response(status=403, text=text, content_type="application/xml")
+
+
+class FileHost:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.signer = UrlSigner()
+
+    def app(self) -> web.Application:
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            await self.sandbox._recorder.record(request, "files")
+            answer = await faults.inject(self.sandbox, "files", request)
+            return answer if answer is not None else await handler(request)
+
+        files = web.Application(middlewares=[record])
+        for moved in ("", MOVED_PREFIX):  # also where a redirect fault points
+            files.router.add_get(f"{moved}/hubspot-exports/{{export_id}}/{{name}}", self.download)
+        return files
+
+    def materialize(self, export: Export) -> None:
+        """Write the export's file (once) into the sandbox's workdir."""
+        sb = self.sandbox
+        with sb._lock:
+            if export.file_path is not None:
+                return
+            directory = os.path.join(sb.workdir, export.id)
+            os.makedirs(directory, exist_ok=True)
+            name = str(export.request.get("exportName") or export.request["objectType"]).lower()
+            base = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:60] + f"-{export.id}"
+            if export.plan.unsafe_zip:
+                path = write_unsafe_zip(directory, base)
+            else:
+                path = write_export(
+                    directory,
+                    base,
+                    export.id,
+                    str(export.request["objectType"]),
+                    [str(p) for p in export.request["objectProperties"]],
+                    export.request["format"],
+                    export.plan.row_count,
+                    sb.packaging,
+                )
+            if export.plan.corrupt:
+                corrupt_file(path, "directory" if export.plan.corrupt == "directory" else "data")
+            export.file_path = path
+
+    def signed_url(self, export: Export) -> str:
+        sb = self.sandbox
+        assert export.file_path is not None
+        name = os.path.basename(export.file_path)
+        expires = int(sb.clock() + export.plan.url_ttl) if export.plan.url_ttl > 0 else 0
+        with sb._lock:
+            if export.plan.expired_urls > 0:
+                export.plan.expired_urls -= 1
+                expires = 0
+        sig = self.signer.signature(export.id, name, expires)
+        sb.issued_signatures.append(sig)
+        return f"{sb.files_url}/hubspot-exports/{export.id}/{quote(name)}?Expires={expires}&Signature={sig}"
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        sb = self.sandbox
+        export_id, name = request.match_info["export_id"], request.match_info["name"]
+        try:
+            expires = int(request.query.get("Expires", ""))
+        except ValueError:
+            expires = -1
+        export = sb.exports.get(export_id)
+        good = self.signer.valid(request.query.get("Signature", ""), export_id, name, expires)
+        if export is None or export.file_path is None or not good:
+            return _denied()
+        if expires <= sb.clock():
+            return _denied("Request has expired")
+        with sb._lock:
+            export.downloads += 1
+            cut = export.downloads <= export.plan.cut_downloads
+        path = export.file_path
+        size = os.path.getsize(path)
+        headers = {
+            "Content-Disposition": f'attachment; filename="{os.path.basename(path)}"',
+            "Content-Type": _MIME.get(os.path.splitext(path)[1], "application/octet-stream"),
+        }
+        rate = export.plan.download_rate
+        if not cut and not rate:
+            return web.FileResponse(path, chunk_size=_CHUNK, headers=headers)
+        response = web.StreamResponse(headers=headers)
+        response.content_length = size
+        await response.prepare(request)
+        limit = max(1, size // 2) if cut else size
+        chunk = min(_CHUNK, int(rate / 10)) if rate else _CHUNK
+        sent = 0
+        with open(path, "rb") as fh:
+            while sent < limit:
+                data = fh.read(min(chunk, limit - sent))
+                try:
+                    await response.write(data)
+                except ConnectionResetError:  # the client went away (or was killed)
+                    raise asyncio.CancelledError from None
+                sent += len(data)
+                if rate:
+                    await asyncio.sleep(len(data) / rate)
+        if cut:
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
+        await response.write_eof()
+        return response
