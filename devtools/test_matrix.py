@@ -118,7 +118,15 @@ def run_leg(leg: Leg, uv: Path) -> tuple[Leg, dict[str, int], float, str]:
     say(
         f"[{leg.name}] {label}: running {'the whole suite' if leg.everything else 'all but the end-to-end modules'}"
     )
-    args = [str(leg.venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=15"]
+    args = [
+        str(leg.venv / "bin" / "python"),
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--durations=15",
+    ]
     if not leg.everything:
         args += [f"--ignore={module}" for module in E2E]
     with open(log, "w") as out:

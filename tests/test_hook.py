@@ -309,14 +309,6 @@ def test_no_credentials_is_refused(connect):
         HubSpotHook().settings  # noqa: B018
 
 
-def test_redirects_are_not_followed(sandbox, hook):
-    # A 3xx from the API host is an error, never a reason to send the token elsewhere.
-    sandbox.inject("status", status=307, path="/status")
-    with pytest.raises(HubSpotExportError) as err:
-        hook.get_export_status(hook.start_export(CONTACTS))
-    assert err.value.status_code == 307
-
-
 def test_test_connection_success_and_failures(sandbox, connect):
     connect()
     assert HubSpotHook().test_connection() == (
