@@ -48,6 +48,12 @@ def test_formats_land_byte_identical(sandbox, hook, complete, tmp_path, fmt, ext
     assert _listing(tmp_path / "out") == [os.path.basename(served)]  # nothing else left behind
 
 
+def test_file_is_asked_for_as_stored(sandbox, hook, complete, tmp_path):
+    # No content coding: the bytes counted against Content-Length are the file's own.
+    hook.download_export(complete(), str(tmp_path / "out"))
+    assert [r.headers.get("Accept-Encoding") for r in sandbox.file_requests] == ["identity"]
+
+
 def test_multi_file_zip_with_and_without_unzip(sandbox, hook, complete, tmp_path):
     sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
     task_id = complete(row_count=1000)

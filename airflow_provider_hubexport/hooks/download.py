@@ -77,9 +77,13 @@ def hidden_query(query: str) -> Iterator[None]:
 
 
 def file_session() -> requests.Session:
-    """A session for the file host only: no auth, no API headers, no proxies from the connection."""
+    """A session for the file host only: no auth, no API headers, no proxies from the connection.
+
+    ``Accept-Encoding: identity``: the file must arrive as stored. requests asks for gzip by default,
+    and a host that took it up would send a body whose decoded size never matches Content-Length.
+    """
     session = requests.Session()
-    session.headers.update({"User-Agent": f"{USER_AGENT} requests"})
+    session.headers.update({"User-Agent": f"{USER_AGENT} requests", "Accept-Encoding": "identity"})
     return session
 
 
