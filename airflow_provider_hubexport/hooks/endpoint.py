@@ -48,7 +48,6 @@ def endpoint_path(endpoint: str | None) -> str:
 
 def endpoint_request(
     endpoint: str | None,
-    *,
     method: str,
     data: Any = None,
     json_body: Any = None,

@@ -166,13 +166,7 @@ class HubSpotHook(HttpHook):
         resent once HubSpot may have acted on them.
         """
         request = endpoint_request(
-            endpoint,
-            method=method or self.method,
-            data=data,
-            json_body=json,
-            headers=headers,
-            extra_options=extra_options,
-            request_kwargs=request_kwargs,
+            endpoint, method or self.method, data, json, headers, extra_options, request_kwargs
         )
         return self._call(request, self._checked)
 

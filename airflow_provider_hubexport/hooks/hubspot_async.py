@@ -201,13 +201,7 @@ class HubSpotAsyncHook(HttpAsyncHook):
         body already read (``await response.json()`` works); any other status raises
         :class:`HubSpotExportError` with HubSpot's category and message."""
         request = endpoint_request(
-            endpoint,
-            method=method or self.method,
-            data=data,
-            json_body=json,
-            headers=headers,
-            extra_options=extra_options,
-            request_kwargs=request_kwargs,
+            endpoint, method or self.method, data, json, headers, extra_options, request_kwargs
         )
         return await self._call(request, _checked)
 
