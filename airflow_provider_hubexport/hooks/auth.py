@@ -22,14 +22,19 @@ def cache_key(settings: HubSpotConnectionSettings) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def cached_token(settings: HubSpotConnectionSettings) -> str | None:
-    """The access token to send now: a fresh cached OAuth token, else the connection's own."""
+def cached_oauth_token(settings: HubSpotConnectionSettings) -> str | None:
+    """A fresh OAuth access token this process refreshed for the connection, if any."""
     if settings.oauth:
         with _lock:
             token = _cache.get(cache_key(settings))
         if token is not None and token.fresh():
             return token.token
-    return settings.access_token
+    return None
+
+
+def cached_token(settings: HubSpotConnectionSettings) -> str | None:
+    """The access token to send now: a fresh cached OAuth token, else the connection's own."""
+    return cached_oauth_token(settings) or settings.access_token
 
 
 def needs_refresh(settings: HubSpotConnectionSettings) -> bool:
@@ -47,6 +52,16 @@ def forget_token(settings: HubSpotConnectionSettings, rejected: str | None) -> N
         key = cache_key(settings)
         if rejected is not None and key in _cache and _cache[key].token == rejected:
             del _cache[key]
+
+
+_refresh_locks: dict[str, threading.Lock] = {}
+
+
+def refresh_lock(settings: HubSpotConnectionSettings) -> threading.Lock:
+    """The sync transport's single-flight lock: one refresh per connection at a time in a process
+    (the async transport keeps an ``asyncio.Lock`` per key and event loop instead)."""
+    with _lock:
+        return _refresh_locks.setdefault(cache_key(settings), threading.Lock())
 
 
 _masked: set[str] = set()

@@ -1,10 +1,11 @@
-"""The HubSpot hook: auth, retries and HubSpot's error format for the CRM Exports API."""
+"""The HubSpot hook: auth, retries and HubSpot's error format for the CRM Exports API and, through
+``run()``, for any other HubSpot endpoint."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 import requests
@@ -12,14 +13,21 @@ import tenacity
 import urllib3
 from airflow.providers.http.hooks.http import HttpHook
 
+from airflow_provider_hubexport import auth_flow
 from airflow_provider_hubexport.compat import mask_secret
-from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
+from airflow_provider_hubexport.exceptions import (
+    HubSpotExportCanceledError,
+    HubSpotExportError,
+    HubSpotExportRequestError,
+)
 from airflow_provider_hubexport.hooks import auth
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
+from airflow_provider_hubexport.hooks.endpoint import endpoint_path, endpoint_request
 from airflow_provider_hubexport.hooks.retry import RetryPolicy
 from airflow_provider_hubexport.models import (
     ApiRequest,
     ExportStatus,
+    error_from_response,
     get_export_request,
     parse_start_response,
     parse_status,
@@ -28,7 +36,6 @@ from airflow_provider_hubexport.models import (
     signed_url_parts,
     start_export_request,
     status_request,
-    token_refresh_request,
     transient_error,
     validate_id,
 )
@@ -46,19 +53,36 @@ def _never_connected(err: Exception) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
-class HubSpotHook(HttpHook):
-    """Talks to HubSpot's CRM Exports API.
+class _StatusCallFailed(Exception):
+    """A download attempt's status call failed after its own retries: not worth another attempt."""
 
-    Differs from ``HttpHook`` where its defaults are wrong for HubSpot: connection extras are
-    settings, never HTTP headers (they hold the client secret and refresh token); the token goes in
-    a Bearer header, to the API host only (redirects are not followed); every call has connect and
-    read timeouts; 429, 5xx and network errors are retried within a budget; and errors keep HubSpot's
+    def __init__(self, error: HubSpotExportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class HubSpotHook(HttpHook):
+    """Talks to HubSpot: the CRM Exports API, and any other endpoint through :meth:`run`.
+
+    Differs from ``HttpHook`` where its defaults are wrong for HubSpot, and keeps no inherited
+    method that would do the old thing: connection extras are settings, never HTTP headers (they
+    hold the client secret and refresh token); the token goes in a Bearer header, to the API host
+    only (redirects are not followed, endpoints must be paths); every call has connect and read
+    timeouts; 429, 5xx and network errors are retried within a budget; and errors keep HubSpot's
     category, correlation id and missing scopes instead of becoming ``"503:Service Unavailable"``.
+
+    ``run(endpoint, data=..., headers=..., method=...)`` calls any HubSpot endpoint that way::
+
+        HubSpotHook().run("/crm/v3/objects/contacts", data={"limit": 10}).json()
+
+    ``run_and_check`` (which sends a request prepared elsewhere) refuses; ``HttpHook`` auth types
+    are refused (the connection's token or OAuth refresh is HubSpot's auth).
 
     :param hubspot_conn_id: the ``hubspot`` connection: host (default ``https://api.hubapi.com``),
         password (the access token), extras ``api_version``, ``client_id``, ``client_secret``,
         ``refresh_token``, ``connect_timeout``, ``read_timeout``, ``retry_max_attempts``,
         ``retry_max_seconds``.
+    :param method: the default HTTP method of :meth:`run` (default GET).
     """
 
     conn_name_attr = "hubspot_conn_id"
@@ -67,118 +91,176 @@ class HubSpotHook(HttpHook):
     hook_name = "HubSpot"
     default_host = DEFAULT_HOST
 
-    def __init__(self, hubspot_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(method="GET", http_conn_id=hubspot_conn_id, **kwargs)
+    def __init__(self, hubspot_conn_id: str = default_conn_name, method: str = "GET", **kwargs: Any) -> None:
+        if kwargs.get("auth_type") is not None:
+            raise HubSpotExportRequestError(
+                "HubSpotHook takes no auth_type: it authenticates with the connection's access token "
+                "(or OAuth refresh) as a Bearer header."
+            )
+        super().__init__(method=method, http_conn_id=hubspot_conn_id, **kwargs)
         self.hubspot_conn_id = hubspot_conn_id
-        self._settings: HubSpotConnectionSettings | None = None
-        self._session: requests.Session | None = None
 
     # -- connection ----------------------------------------------------------------------------
-    @property
+    @cached_property
     def settings(self) -> HubSpotConnectionSettings:
-        if self._settings is None:
-            conn = self.get_connection(self.hubspot_conn_id)
-            settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
-            for secret in auth.not_yet_masked(settings.secrets):
-                mask_secret(secret)
-            self._settings = settings
-        return self._settings
+        conn = self.get_connection(self.hubspot_conn_id)
+        settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
+        for secret in auth.not_yet_masked(settings.secrets):
+            mask_secret(secret)
+        self.base_url = settings.base_url
+        return settings
 
-    def _set_base_url(self, connection: Any) -> None:
-        self.base_url = self.settings.base_url
-        self._base_url_initialized = True
-
-    def _configure_session_from_auth(self, session: requests.Session, connection: Any) -> requests.Session:
-        # Authorization is set per request, so a refreshed OAuth token takes effect at once.
-        session.auth = None
-        return session
-
-    def _configure_session_from_extra(
-        self, session: requests.Session, connection: Any, extra_options: dict[str, Any]
-    ) -> requests.Session:
-        # HttpHook would send every unknown extra as a header; ours are settings and secrets.
-        session.verify = self.settings.verify
-        if self.settings.proxies:
-            session.proxies = self.settings.proxies
-        self.merged_extra = {}
+    @cached_property
+    def session(self) -> requests.Session:
+        """One ``requests.Session`` per hook, so polls reuse the HTTP connection. It carries no
+        credentials: Authorization is set per request, so a refreshed OAuth token takes effect at once."""
+        settings = self.settings
+        session = requests.Session()
+        session.headers.update({"Accept": "application/json", "User-Agent": f"{USER_AGENT} requests"})
+        session.verify = settings.verify
+        if settings.proxies:
+            session.proxies = settings.proxies
+        adapter = self.adapter or self.keep_alive_adapter
+        if adapter is not None:
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
         return session
 
     def get_conn(
         self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
     ) -> requests.Session:
-        """One ``requests.Session`` per hook, so polls reuse the HTTP connection."""
-        if self._session is None:
-            session = super().get_conn(headers, extra_options)
-            session.headers.update({"Accept": "application/json", "User-Agent": f"{USER_AGENT} requests"})
-            self._session = session
-        return self._session
+        """The hook's session (no credentials in it). Headers and options go to :meth:`run`."""
+        if headers or extra_options:
+            raise HubSpotExportRequestError(
+                "HubSpotHook.get_conn() takes no headers or extra_options: pass headers to run(); "
+                "the rest comes from the HubSpot connection."
+            )
+        return self.session
+
+    def url_from_endpoint(self, endpoint: str | None) -> str:
+        """The URL of an endpoint on the connection's API host (never another host)."""
+        return self.settings.base_url + endpoint_path(endpoint)
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        session = self.__dict__.pop("session", None)
+        if session is not None:
+            session.close()
 
-    # -- one call, with auth and retries ---------------------------------------------------------
-    def _send_once(self, request: ApiRequest, parse: Callable[[Any], Any]) -> Any:
-        settings = self.settings
-        session = self.get_conn()
+    # -- any endpoint --------------------------------------------------------------------------
+    def run(
+        self,
+        endpoint: str | None = None,
+        data: dict[str, Any] | str | None = None,
+        headers: dict[str, Any] | None = None,
+        extra_options: dict[str, Any] | None = None,
+        *,
+        method: str | None = None,
+        json: Any = None,
+        **request_kwargs: Any,
+    ) -> requests.Response:
+        """Call any HubSpot endpoint with the connection's auth, retries, timeouts and error mapping.
 
-        def send(token: str | None) -> requests.Response:
-            headers = {"Authorization": f"Bearer {token}"} if request.authenticated else {}
-            try:
-                return session.request(
-                    request.method,
-                    self.base_url + request.path,
-                    json=request.json,
-                    data=request.form,
-                    headers=headers,
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                    allow_redirects=False,
-                )
-            except (requests.ConnectionError, requests.Timeout) as err:
-                raise transient_error(request.describe, err, sent=not _never_connected(err)) from None
+        ``data`` is the query of a GET (HEAD, DELETE) and the JSON body of a POST (PUT, PATCH);
+        ``json`` is always the body. Returns the 2xx ``requests.Response``; any other status raises
+        :class:`HubSpotExportError` with HubSpot's category and message. POST and PATCH are not
+        resent once HubSpot may have acted on them.
+        """
+        request = endpoint_request(
+            endpoint, method or self.method, data, json, headers, extra_options, request_kwargs
+        )
+        return self._call(request, self._checked)
 
-        token = None
-        if request.authenticated:
-            if auth.needs_refresh(settings):
-                self._refresh_token()
-            token = auth.cached_token(settings)
-        response = send(token)
-        if response.status_code == 401 and request.authenticated and settings.oauth:
-            # Refresh once and retry once; a second 401 is final.
-            auth.forget_token(settings, token)
-            self._refresh_token()
-            response = send(auth.cached_token(settings))
-        return parse(
-            read_response(response.status_code, response.headers, response.content, request.describe)
+    def _checked(self, response: requests.Response, describe: str) -> requests.Response:
+        if not 200 <= response.status_code < 300:
+            raise error_from_response(response.status_code, response.headers, response.content, describe)
+        return response
+
+    def check_response(self, response: requests.Response) -> None:
+        """Raise :class:`HubSpotExportError` (HubSpot's status, category, message) for a non-2xx."""
+        self._checked(response, f"{response.request.method if response.request else ''} call".strip())
+
+    def run_and_check(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            "HubSpotHook.run_and_check() would send a request prepared outside the hook, without "
+            "HubSpot's auth, retries and redirect refusal: use run(endpoint, data=..., method=...)."
         )
 
-    def call(self, request: ApiRequest, parse: Callable[[Any], Any] = lambda body: body) -> Any:
+    def run_with_advanced_retry(self, _retry_args: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        """:meth:`run` (with its own HubSpot retries) inside the caller's tenacity retry."""
+        return tenacity.Retrying(**_retry_args)(self.run, *args, **kwargs)
+
+    # -- one call, with auth and retries ---------------------------------------------------------
+    def _send(self, step: auth_flow.SendRequest) -> requests.Response:
+        settings, request = self.settings, step.request
+        try:
+            return self.session.request(
+                request.method,
+                settings.base_url + request.path,
+                json=request.json,
+                data=request.form,
+                headers=step.headers,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                allow_redirects=False,
+            )
+        except (requests.ConnectionError, requests.Timeout) as err:
+            raise transient_error(request.describe, err, sent=not _never_connected(err)) from None
+
+    def _attempt(self, request: ApiRequest, answer: Callable[[requests.Response, str], Any]) -> Any:
+        """One attempt, driven by the auth flow: send, refresh on the flow's word, resend."""
+        flow = auth_flow.AuthFlow(self.settings, request)
+        step = flow.start()
+        while True:
+            if isinstance(step, auth_flow.RefreshToken):
+                self._refresh_token(step.rejected)
+                step = flow.token_refreshed()
+            elif isinstance(step, auth_flow.SendRequest):
+                response = self._send(step)
+                step = flow.response_received(response.status_code)
+            else:
+                return answer(response, request.describe)
+
+    def _call(
+        self,
+        request: ApiRequest,
+        answer: Callable[[requests.Response, str], Any],
+        policy: RetryPolicy | None = None,
+    ) -> Any:
+        policy = policy or self.settings.retry
+        retrying = tenacity.Retrying(
+            **policy.tenacity_kwargs(self.log, request.describe, idempotent=request.idempotent)
+        )
+        try:
+            return retrying(self._attempt, request, answer)
+        except HubSpotExportError as err:
+            raise policy.final_error(err, request.describe, idempotent=request.idempotent) from None
+
+    def call(
+        self,
+        request: ApiRequest,
+        parse: Callable[[Any], Any] = lambda body: body,
+        *,
+        policy: RetryPolicy | None = None,
+    ) -> Any:
         """Send one API request with the connection's retry policy; return ``parse(JSON body)``.
 
         Parsing is part of the attempt, so a 200 that is not what HubSpot documents is retried
         like any transient failure (unless resending could start a second export).
         """
-        policy = self.settings.retry
-        retrying = tenacity.Retrying(
-            **policy.tenacity_kwargs(self.log, request.describe, idempotent=request.idempotent)
-        )
-        try:
-            return retrying(self._send_once, request, parse)
-        except HubSpotExportError as err:
-            if err.retryable and not request.idempotent and err.maybe_processed:
-                raise policy.not_resent(err, request.describe) from None
-            raise
 
-    def _refresh_token(self) -> None:
+        def answer(response: requests.Response, describe: str) -> Any:
+            return parse(read_response(response.status_code, response.headers, response.content, describe))
+
+        return self._call(request, answer, policy)
+
+    def _refresh_token(self, rejected: str | None) -> None:
+        """One refresh per connection at a time in this process; the others reuse its token."""
         s = self.settings
-        token = self.call(
-            token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or ""),
-            parse_token_response,
-        )
-        for secret in auth.not_yet_masked([token.token]):
-            mask_secret(secret)
-        auth.store_token(s, token)
+        with auth.refresh_lock(s):
+            if not auth_flow.refresh_needed(s, rejected):
+                return  # another thread refreshed while this one waited
+            token = self.call(auth_flow.refresh_request(s), parse_token_response)
+            for secret in auth_flow.accept_token(s, token):
+                mask_secret(secret)
         self.log.info("Refreshed the HubSpot OAuth access token (valid for a while; cached).")
 
     # -- the exports API ---------------------------------------------------------------------------
@@ -215,94 +297,95 @@ class HubSpotHook(HttpHook):
         *,
         overwrite: bool = True,
         filename: str | None = None,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
     ) -> list[dict[str, Any]]:
         """Download a COMPLETE export's file into ``destination``; return ``[{path, size, sha256}]``.
 
         Asks HubSpot for a fresh status first (signed URLs live minutes), streams the file to a
         staging name, checks its length (and a ZIP's CRCs), then renames it into place, or puts it
         whole to object storage. An expired URL, a 5xx or a cut-short download gets a fresh URL and
-        another try, ``max_attempts`` in all. With ``unzip=True`` a ZIP's members are extracted
-        instead, and an archive with any member that would land outside ``destination`` is refused.
-        ``filename`` replaces HubSpot's file names (which change with every export) by a fixed
-        stem, keeping HubSpot's extension, so that re-runs replace rather than add files.
+        another try, within the connection's retry budget (``retry_max_attempts`` attempts in
+        ``retry_max_seconds``; ``max_attempts`` overrides the attempts). With ``unzip=True`` a ZIP's
+        members are extracted instead, and an archive with any member that would land outside
+        ``destination`` is refused. ``filename`` replaces HubSpot's file names (which change with
+        every export) by a fixed stem, keeping HubSpot's extension, so that re-runs replace rather
+        than add files.
         """
         from airflow_provider_hubexport.hooks.download import fetch, file_session, remove_quietly
         from airflow_provider_hubexport.landing import Destination, check_zip, is_zip, renamed
 
         tid = validate_id(task_id, "export_task_id")
         renamed(["export.csv"], filename)  # refuse a bad filename before any request
-        dest = Destination(destination)
         settings = self.settings
+        policy = (
+            settings.retry if max_attempts is None else replace(settings.retry, max_attempts=max_attempts)
+        )
+        dest = Destination(destination)
         dest.prepare(tid)
         session = file_session()
-        try:
-            for attempt in range(1, max_attempts + 1):
+
+        def attempt() -> list[dict[str, Any]]:
+            try:
                 status = self.get_export_status(tid)
-                if status.status == "CANCELED":
-                    raise HubSpotExportCanceledError(
-                        f"Export {tid} was canceled by HubSpot; there is no file to download. "
-                        + " | ".join(status.errors)
-                    )
-                if status.status != "COMPLETE" or not status.result_url:
-                    raise HubSpotExportError(
-                        f"Export {tid} is {status.status}, not COMPLETE: wait for it (HubSpotExportSensor) "
-                        "before downloading."
-                    )
-                staged_path = dest.staged_name(tid)
-                try:
-                    name, staged = fetch(
-                        session,
-                        status.result_url,
-                        staged_path,
-                        tid,
-                        timeout=(settings.connect_timeout, settings.read_timeout),
-                        log=self.log,
-                    )
-                    if is_zip(staged.path):
-                        check_zip(staged.path)
-                except HubSpotExportError as err:
-                    remove_quietly(staged_path)
-                    if not err.retryable or attempt == max_attempts:
-                        raise type(err)(
-                            f"{err.hubspot_message} Gave up after {attempt} download attempt(s).",
-                            status_code=err.status_code,
-                        ) from None
-                    self.log.warning(
-                        "Download of export %s, attempt %d of %d, failed (%s); trying again with a fresh URL",
-                        tid,
-                        attempt,
-                        max_attempts,
-                        err,
-                    )
-                    time.sleep(0.5 * 2 ** (attempt - 1))
-                    continue
-                except BaseException:
-                    remove_quietly(staged_path)
-                    raise
-                try:
-                    if unzip and is_zip(staged.path):
-                        landed = dest.extract(staged.path, tid, overwrite=overwrite, filename=filename)
-                    else:
-                        landed = [dest.land(staged, renamed([name], filename), overwrite=overwrite)]
-                finally:
-                    remove_quietly(staged.path)
-                for item in landed:
-                    self.log.info(
-                        "Landed %s (%d bytes, sha256 %s)", item["path"], item["size"], item["sha256"]
-                    )
-                return landed
-            raise AssertionError("unreachable")  # the loop returns or raises
+            except HubSpotExportError as err:  # its own retries are spent: not worth another attempt
+                raise _StatusCallFailed(err) from None
+            if status.status == "CANCELED":
+                raise HubSpotExportCanceledError(
+                    f"Export {tid} was canceled by HubSpot; there is no file to download. "
+                    + " | ".join(status.errors)
+                )
+            if status.status != "COMPLETE" or not status.result_url:
+                raise HubSpotExportError(
+                    f"Export {tid} is {status.status}, not COMPLETE: wait for it (HubSpotExportSensor) "
+                    "before downloading."
+                )
+            staged_path = dest.staged_name(tid)
+            try:
+                name, staged = fetch(
+                    session,
+                    status.result_url,
+                    staged_path,
+                    tid,
+                    timeout=(settings.connect_timeout, settings.read_timeout),
+                    log=self.log,
+                )
+                if is_zip(staged.path):
+                    check_zip(staged.path)
+            except BaseException:
+                remove_quietly(staged_path)
+                raise
+            try:
+                if unzip and is_zip(staged.path):
+                    return dest.extract(staged.path, tid, overwrite=overwrite, filename=filename)
+                return [dest.land(staged, renamed([name], filename), overwrite=overwrite)]
+            finally:
+                remove_quietly(staged.path)
+
+        try:
+            landed = tenacity.Retrying(**policy.download_kwargs(self.log, f"download of export {tid}"))(
+                attempt
+            )
+        except _StatusCallFailed as failed:
+            raise failed.error from None
         finally:
             session.close()
             dest.cleanup()
+        for item in landed:
+            self.log.info("Landed %s (%d bytes, sha256 %s)", item["path"], item["size"], item["sha256"])
+        return landed
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the token and the crm.export scope with one status call that must answer 404."""
+        """Check the token and the crm.export scope with one status call that must answer 404.
+
+        The UI's Test button should answer in seconds: this one call has a short retry budget of
+        its own, and the hook's settings are left as they were.
+        """
         try:
-            # A short retry budget: the UI's Test button should answer in seconds.
-            self._settings = replace(self.settings, retry=RetryPolicy(max_attempts=2, max_seconds=10))
-            self.get_export_status(PROBE_TASK_ID)
+            self.call(
+                status_request(self.settings.api_version, PROBE_TASK_ID),
+                lambda body: parse_status(body, PROBE_TASK_ID),
+                policy=RetryPolicy(max_attempts=2, max_seconds=10),
+            )
         except HubSpotExportError as err:
             if err.status_code == 404:
                 return (

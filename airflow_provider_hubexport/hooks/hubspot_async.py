@@ -1,5 +1,6 @@
-"""The async side of the HubSpot hook, for triggers: the same wire format, auth and retry policy
-as ``HubSpotHook``, sent with aiohttp on the triggerer's event loop.
+"""``HubSpotAsyncHook``: the async pair of ``HubSpotHook`` (as ``HttpAsyncHook`` is of ``HttpHook``),
+for triggers. The same wire format, auth flow (``auth_flow``) and retry policy, sent with aiohttp on
+the event loop.
 
 A triggerer holds thousands of waits, so they share one ``aiohttp.ClientSession`` per event loop
 (one connection pool); Authorization and timeouts are set per request, so sharing is safe across
@@ -16,18 +17,22 @@ from typing import Any
 
 import aiohttp
 import tenacity
+from airflow.providers.http.hooks.http import HttpAsyncHook
 
-from airflow_provider_hubexport.compat import aget_connection, amask_secret, base_hook_class
+from airflow_provider_hubexport import auth_flow
+from airflow_provider_hubexport.compat import aget_connection, amask_secret
+from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
 from airflow_provider_hubexport.hooks import auth
-from airflow_provider_hubexport.hooks.connection import USER_AGENT, HubSpotConnectionSettings
+from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
+from airflow_provider_hubexport.hooks.endpoint import endpoint_request
 from airflow_provider_hubexport.models import (
     ApiRequest,
     ExportStatus,
+    error_from_response,
     parse_status,
     parse_token_response,
     read_response,
     status_request,
-    token_refresh_request,
     transient_error,
     validate_id,
 )
@@ -42,10 +47,6 @@ def _ssl_option(verify: bool | str) -> Any:
     import ssl
 
     return ssl.create_default_context(cafile=str(verify))
-
-
-async def _mask(secret: str) -> None:
-    await amask_secret(secret)
 
 
 class _SharedSession:
@@ -89,102 +90,211 @@ _refresh_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, a
 )
 
 
-class HubSpotAsyncClient:
-    """Use as ``async with HubSpotAsyncClient(conn_id) as client: await client.get_export_status(id)``."""
+def _refresh_lock(settings: HubSpotConnectionSettings) -> asyncio.Lock:
+    """The async transport's single-flight lock: per token cache key and event loop."""
+    locks = _refresh_locks.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(auth.cache_key(settings), asyncio.Lock())
 
-    def __init__(self, hubspot_conn_id: str = "hubspot_default", log: Any = None) -> None:
+
+class _Reply:
+    """An aiohttp response whose body was read before the connection went back to the pool."""
+
+    def __init__(self, response: aiohttp.ClientResponse, body: bytes) -> None:
+        self.response, self.status, self.headers, self.body = (
+            response,
+            response.status,
+            response.headers,
+            body,
+        )
+
+
+class HubSpotAsyncHook(HttpAsyncHook):
+    """The async HubSpot hook: ``run()`` to any endpoint, and the export status call of triggers.
+
+    Use it as an async context manager, so that a triggerer's thousand waits share one
+    ``aiohttp.ClientSession`` per event loop (Authorization and timeouts are set per request)::
+
+        async with HubSpotAsyncHook("hubspot_default") as hook:
+            response = await hook.run("/crm/v3/objects/contacts", data={"limit": 10})
+            contacts = await response.json()
+
+    Outside ``async with``, each call opens and gives back the session itself. ``HttpAsyncHook``'s
+    ``session()`` and ``config()`` refuse: they would send the connection's extras as headers and
+    no token.
+
+    :param hubspot_conn_id: the ``hubspot`` connection (see ``HubSpotHook``).
+    :param method: the default HTTP method of :meth:`run` (default GET).
+    :param log: a logger for retry warnings (a trigger passes its own).
+    """
+
+    conn_name_attr = "hubspot_conn_id"
+    default_conn_name = "hubspot_default"
+    conn_type = "hubspot"
+    hook_name = "HubSpot"
+    default_host = DEFAULT_HOST
+
+    def __init__(
+        self, hubspot_conn_id: str = default_conn_name, method: str = "GET", log: Any = None, **kwargs: Any
+    ) -> None:
+        if kwargs.pop("auth_type", None) is not None:
+            raise HubSpotExportRequestError(
+                "HubSpotAsyncHook takes no auth_type: it authenticates with the connection's access "
+                "token (or OAuth refresh) as a Bearer header."
+            )
+        super().__init__(method=method, http_conn_id=hubspot_conn_id, **kwargs)
         self.hubspot_conn_id = hubspot_conn_id
+        self.call_log = log if log is not None else self.log
         self.settings: HubSpotConnectionSettings | None = None
-        self.session: aiohttp.ClientSession | None = None
-        self.log = log or base_hook_class()().log
+        self.http_session: aiohttp.ClientSession | None = None
+        self._users = 0
 
-    async def __aenter__(self) -> HubSpotAsyncClient:
-        conn = await aget_connection(self.hubspot_conn_id)
-        self.settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
-        for secret in auth.not_yet_masked(self.settings.secrets):
-            await _mask(secret)
-        self.session = _SharedSession.acquire()
+    async def __aenter__(self) -> HubSpotAsyncHook:
+        if self.settings is None:
+            conn = await aget_connection(self.hubspot_conn_id)
+            self.settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
+            self.base_url = self.settings.base_url
+            for secret in auth.not_yet_masked(self.settings.secrets):
+                await amask_secret(secret)
+        if self.http_session is None:
+            self.http_session = _SharedSession.acquire()
+        self._users += 1
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        self._users -= 1
+        if self._users <= 0:
+            await self.close()
 
     async def close(self) -> None:
         # Shielded: a cancelled trigger must still give its session back.
-        if self.session is not None:
-            session, self.session = self.session, None
+        self._users = 0
+        if self.http_session is not None:
+            session, self.http_session = self.http_session, None
             await asyncio.shield(_SharedSession.release(session))
 
-    async def _send(self, request: ApiRequest, token: str | None) -> tuple[int, Any, bytes]:
-        assert self.settings is not None and self.session is not None
-        s = self.settings
-        headers = {"Authorization": f"Bearer {token}"} if request.authenticated else {}
+    # -- what HttpAsyncHook offers that cannot be made safe ----------------------------------------
+    async def config(self) -> Any:
+        raise NotImplementedError(
+            "HubSpotAsyncHook.config() would turn the connection's extras (client secret, refresh "
+            "token) into HTTP headers: use `async with HubSpotAsyncHook() as hook: await hook.run(...)`."
+        )
+
+    def session(self, method: str | None = None) -> Any:
+        raise NotImplementedError(
+            "HubSpotAsyncHook.session() would send requests without HubSpot's auth, retries and "
+            "redirect refusal: use `async with HubSpotAsyncHook() as hook: await hook.run(...)`."
+        )
+
+    # -- any endpoint --------------------------------------------------------------------------
+    async def run(  # type: ignore[override]
+        self,
+        endpoint: str | None = None,
+        data: dict[str, Any] | str | None = None,
+        headers: dict[str, Any] | None = None,
+        extra_options: dict[str, Any] | None = None,
+        *,
+        method: str | None = None,
+        json: Any = None,
+        **request_kwargs: Any,
+    ) -> aiohttp.ClientResponse:
+        """``HubSpotHook.run`` on the event loop: returns the 2xx ``aiohttp.ClientResponse``, its
+        body already read (``await response.json()`` works); any other status raises
+        :class:`HubSpotExportError` with HubSpot's category and message."""
+        request = endpoint_request(
+            endpoint, method or self.method, data, json, headers, extra_options, request_kwargs
+        )
+        return await self._call(request, _checked)
+
+    # -- one call, with auth and retries ---------------------------------------------------------
+    async def _send(self, step: auth_flow.SendRequest) -> _Reply:
+        assert self.settings is not None and self.http_session is not None
+        s, request = self.settings, step.request
         timeout = aiohttp.ClientTimeout(
             total=s.connect_timeout + s.read_timeout, connect=s.connect_timeout, sock_read=s.read_timeout
         )
         try:
-            async with self.session.request(
+            async with self.http_session.request(
                 request.method,
                 s.base_url + request.path,
                 json=request.json,
                 data=dict(request.form) if request.form else None,
-                headers=headers,
+                headers=step.headers,
                 timeout=timeout,
                 allow_redirects=False,
                 ssl=_ssl_option(s.verify),
                 proxy=(s.proxies or {}).get("https") if s.base_url.startswith("https") else None,
             ) as response:
-                return response.status, response.headers, await response.read()
+                return _Reply(response, await response.read())
         except (aiohttp.ClientError, asyncio.TimeoutError) as err:
             never_connected = isinstance(err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
             raise transient_error(request.describe, err, sent=not never_connected) from None
 
-    async def _send_once(self, request: ApiRequest, parse: Callable[[Any], Any]) -> Any:
+    async def _attempt(self, request: ApiRequest, answer: Callable[[_Reply, str], Any]) -> Any:
+        """One attempt, driven by the auth flow: send, refresh on the flow's word, resend."""
         assert self.settings is not None
-        settings = self.settings
-        token = None
-        if request.authenticated:
-            if auth.needs_refresh(settings):
-                await self._refresh_token(None)
-            token = auth.cached_token(settings)
-        status, headers, body = await self._send(request, token)
-        if status == 401 and request.authenticated and settings.oauth:
-            # Refresh once and retry once; a second 401 is final.
-            auth.forget_token(settings, token)
-            await self._refresh_token(token)
-            status, headers, body = await self._send(request, auth.cached_token(settings))
-        return parse(read_response(status, headers, body, request.describe))
+        flow = auth_flow.AuthFlow(self.settings, request)
+        step = flow.start()
+        while True:
+            if isinstance(step, auth_flow.RefreshToken):
+                await self._refresh_token(step.rejected)
+                step = flow.token_refreshed()
+            elif isinstance(step, auth_flow.SendRequest):
+                reply = await self._send(step)
+                step = flow.response_received(reply.status)
+            else:
+                return answer(reply, request.describe)
+
+    async def _call(self, request: ApiRequest, answer: Callable[[_Reply, str], Any]) -> Any:
+        if self.http_session is None:  # not inside `async with`: open and give back around this call
+            async with self:
+                return await self._call(request, answer)
+        assert self.settings is not None
+        policy = self.settings.retry
+        kwargs = policy.tenacity_kwargs(self.call_log, request.describe, idempotent=request.idempotent)
+        try:
+            return await tenacity.AsyncRetrying(**kwargs)(self._attempt, request, answer)
+        except HubSpotExportError as err:
+            raise policy.final_error(err, request.describe, idempotent=request.idempotent) from None
 
     async def call(self, request: ApiRequest, parse: Callable[[Any], Any] = lambda body: body) -> Any:
-        assert self.settings is not None
-        kwargs = self.settings.retry.tenacity_kwargs(
-            self.log, request.describe, idempotent=request.idempotent
-        )
-        return await tenacity.AsyncRetrying(**kwargs)(self._send_once, request, parse)
+        """Send one API request with the connection's retry policy; return ``parse(JSON body)``."""
+
+        def answer(reply: _Reply, describe: str) -> Any:
+            return parse(read_response(reply.status, reply.headers, reply.body, describe))
+
+        return await self._call(request, answer)
 
     async def _refresh_token(self, rejected: str | None) -> None:
         """One refresh per connection at a time: a thousand waits on one loop share its result."""
         assert self.settings is not None
         s = self.settings
-        locks = _refresh_locks.setdefault(asyncio.get_running_loop(), {})
-        async with locks.setdefault(auth.cache_key(s), asyncio.Lock()):
-            current = auth.cached_token(s)
-            if not auth.needs_refresh(s) and current != rejected:
+        async with _refresh_lock(s):
+            if not auth_flow.refresh_needed(s, rejected):
                 return  # another wait refreshed while this one queued
-            token = await self.call(
-                token_refresh_request(s.client_id or "", s.client_secret or "", s.refresh_token or ""),
-                parse_token_response,
-            )
-            for secret in auth.not_yet_masked([token.token]):
-                await _mask(secret)
-            auth.store_token(s, token)
+            token = await self.call(auth_flow.refresh_request(s), parse_token_response)
+            for secret in auth_flow.accept_token(s, token):
+                await amask_secret(secret)
+        self.call_log.info("Refreshed the HubSpot OAuth access token (valid for a while; cached).")
 
+    # -- the exports API ---------------------------------------------------------------------------
     async def get_export_status(self, task_id: str | int) -> ExportStatus:
-        assert self.settings is not None
         tid = validate_id(task_id, "export_task_id")
+        if self.settings is None:
+            async with self:
+                return await self.get_export_status(tid)
         status = await self.call(
             status_request(self.settings.api_version, tid), lambda body: parse_status(body, tid)
         )
         # A wait never needs the signed URL (a download asks for a fresh one), so it is dropped here:
         # it cannot leak from a trigger, and thousands of waits do not grow the secrets masker.
         return replace(status, result_url=None)
+
+
+def _checked(reply: _Reply, describe: str) -> aiohttp.ClientResponse:
+    if not 200 <= reply.status < 300:
+        raise error_from_response(reply.status, reply.headers, reply.body, describe)
+    return reply.response
+
+
+# The name triggers and older code used; the same class.
+HubSpotAsyncClient = HubSpotAsyncHook

@@ -1,7 +1,8 @@
 """When to try a HubSpot call again and how long to wait: one policy for both transports.
 
-The sync hook hands these to ``tenacity.Retrying`` and the async trigger to
-``tenacity.AsyncRetrying``; only the transport differs.
+The sync hook hands these to ``tenacity.Retrying`` and the async hook to
+``tenacity.AsyncRetrying``; only the transport differs. Downloads (a fresh signed URL, then the
+fetch) spend the same budget: ``retry_max_attempts`` attempts within ``retry_max_seconds``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class RetryPolicy:
     max_seconds: float = 300.0
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
+    download_backoff_initial: float = 0.5
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -46,21 +48,29 @@ class RetryPolicy:
             raise ValueError("retry max_seconds must not be negative")
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
+        return self._wait_with(
+            state,
+            tenacity.wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max, jitter=1),
+        )
+
+    def _download_wait(self, state: tenacity.RetryCallState) -> float:
+        # A fresh signed URL is one status call away: the first retries come quicker than an API call's.
+        backoff = tenacity.wait_exponential(multiplier=self.download_backoff_initial, max=self.backoff_max)
+        return self._wait_with(state, backoff)
+
+    def _wait_with(self, state: tenacity.RetryCallState, backoff: Any) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, HubSpotExportError) and exc.retry_after is not None:
             return min(exc.retry_after, self.max_seconds)
-        backoff = tenacity.wait_exponential_jitter(
-            initial=self.backoff_initial, max=self.backoff_max, jitter=1
-        )
         return backoff(state)
 
     def tenacity_kwargs(
         self, log: logging.Logger | Any, what: str, *, idempotent: bool = True
     ) -> dict[str, Any]:
-        """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying``.
+        """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying`` around one API call.
 
         The last error is re-raised with a sentence on what was spent, so a rate-limit storm ends
-        in a clear message, not a ``RetryError``.
+        in a clear message, not a ``RetryError``. Pass what escapes through :meth:`final_error`.
         """
 
         def worth_another_try(err: BaseException) -> bool:
@@ -68,11 +78,23 @@ class RetryPolicy:
                 return False
             return idempotent or not err.maybe_processed
 
+        return self._kwargs(log, what, worth_another_try, self._wait, "attempt")
+
+    def download_kwargs(self, log: logging.Logger | Any, what: str) -> dict[str, Any]:
+        """The same budget for a download's attempts (each a fresh signed URL and a fetch)."""
+
+        def worth_another_try(err: BaseException) -> bool:
+            return isinstance(err, HubSpotExportError) and err.retryable
+
+        return self._kwargs(log, what, worth_another_try, self._download_wait, "download attempt")
+
+    def _kwargs(self, log: Any, what: str, worth: Any, wait: Any, noun: str) -> dict[str, Any]:
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             log.warning(
-                "HubSpot %s: attempt %d failed (%s); retrying in %.1f s",
+                "HubSpot %s: %s %d failed (%s); retrying in %.1f s",
                 what,
+                noun,
                 state.attempt_number,
                 exc,
                 state.upcoming_sleep,
@@ -84,7 +106,7 @@ class RetryPolicy:
                 elapsed = state.seconds_since_start or 0.0
                 raise _with_note(
                     exc,
-                    f" Gave up after {state.attempt_number} attempt(s) in {elapsed:.1f} s (retry budget: "
+                    f" Gave up after {state.attempt_number} {noun}(s) in {elapsed:.1f} s (retry budget: "
                     f"{self.max_attempts} attempts, {self.max_seconds:g} s; raise the connection extras "
                     "retry_max_attempts / retry_max_seconds to wait longer).",
                 )
@@ -93,13 +115,20 @@ class RetryPolicy:
             return state.outcome.result() if state.outcome else None
 
         return {
-            "retry": tenacity.retry_if_exception(worth_another_try),
+            "retry": tenacity.retry_if_exception(worth),
             "stop": tenacity.stop_after_attempt(self.max_attempts)
             | tenacity.stop_before_delay(self.max_seconds),
-            "wait": self._wait,
+            "wait": wait,
             "before_sleep": before_sleep,
             "retry_error_callback": give_up,
         }
+
+    def final_error(self, exc: HubSpotExportError, what: str, *, idempotent: bool) -> HubSpotExportError:
+        """The error a call raises once retrying is over: a non-idempotent call that failed after
+        HubSpot may have acted on it says that it was not resent, and why."""
+        if exc.retryable and not idempotent and exc.maybe_processed:
+            return self.not_resent(exc, what)
+        return exc
 
     @staticmethod
     def not_resent(exc: HubSpotExportError, what: str) -> HubSpotExportError:

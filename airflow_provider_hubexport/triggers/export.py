@@ -111,14 +111,14 @@ class HubSpotExportTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_hubexport.exceptions import HubSpotExportError
-        from airflow_provider_hubexport.hooks.hubspot_async import HubSpotAsyncClient
+        from airflow_provider_hubexport.hooks.hubspot_async import HubSpotAsyncHook
 
         task_id = self.export_task_id
         state = PollState(
             task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
         )
         try:
-            async with HubSpotAsyncClient(self.hubspot_conn_id, log=self.log) as client:
+            async with HubSpotAsyncHook(self.hubspot_conn_id, log=self.log) as hook:
                 while True:
                     # The sensor checked just before deferring: wait first, then poll.
                     remaining = self._until_deadline()
@@ -128,7 +128,7 @@ class HubSpotExportTrigger(BaseTrigger):
                         yield TriggerEvent(timeout_event(task_id, self.timeout or 0))
                         return
                     try:
-                        status = state.seen(await client.get_export_status(task_id))
+                        status = state.seen(await hook.get_export_status(task_id))
                     except HubSpotExportError as err:
                         state.failed(err)  # re-raises when it is not worth another poll
                         continue
