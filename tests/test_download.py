@@ -110,7 +110,7 @@ def test_cut_short_download_is_retried_and_never_left_partial(sandbox, hook, com
 
 def test_download_that_keeps_failing_leaves_nothing(sandbox, hook, complete, tmp_path):
     task_id = complete(row_count=20_000, cut_downloads=10)
-    with pytest.raises(HubSpotExportError, match="cut short.*Gave up after 3 download attempt"):
+    with pytest.raises(HubSpotExportError, match="cut short.*Gave up after 4 download attempt"):
         hook.download_export(task_id, tmp_path / "out")
     assert _listing(tmp_path / "out") == []
 

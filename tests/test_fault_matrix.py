@@ -71,7 +71,7 @@ FAULTS = [
     Fault("expired signed URL", plan={"expired_urls": 2}, status=OK, poll=OK, download=OK),
     Fault("download cut short", plan={"cut_downloads": 2, "row_count": 5000}, status=OK, poll=OK, download=OK),
     Fault("ZIP with a damaged directory", plan={"corrupt": "directory", "row_count": 3000}, status=OK, poll=OK,
-          download=r"corrupt.*Gave up after 3 download attempt"),
+          download=r"corrupt.*Gave up after 4 download attempt"),
     Fault("ZIP with damaged data (CRC)", plan={"corrupt": "data", "row_count": 3000}, status=OK, poll=OK,
           download=r"ZIP is corrupt: member .*CRC", download_kwargs={"unzip": True}),
     Fault("ZIP with unsafe member names", plan={"unsafe_zip": True}, status=OK, poll=OK,
