@@ -46,6 +46,7 @@ class Recorder:
         self._clients = clients
 
     async def record(self, request: web.Request, server: str) -> None:
+        arrived = time.monotonic()  # before the sender's lookup, which may wait for a scan
         body = await request.read()
         peername = request.transport.get_extra_info("peername") if request.transport else None
         pid, pgid = await self._clients.identify(request.transport) if self._clients else (None, None)
@@ -58,7 +59,7 @@ class Recorder:
                 dict(request.headers),
                 body,
                 peer=f"{peername[0]}:{peername[1]}" if peername else "",
-                at=time.monotonic(),
+                at=arrived,
                 pid=pid,
                 pgid=pgid,
             )
