@@ -146,9 +146,6 @@ def test_fifty_waits_two_triggerers_one_killed(celery_stack, monkeypatch):
         total_polls = len(sandbox.api_requests(f"/tasks/{export_id}/status", method="GET"))
         assert total_polls >= PENDING_POLLS + PROCESSING_POLLS + 1  # polled until COMPLETE
     assert handed_over >= 1, "no wait moved from the killed triggerer to the other one"
-    assert all(
-        group != victim_group for _, group, at in _triggerer_polls(sandbox, triggerers) if at > killed_at + 1
-    )
     gaps = [b - a for seen in by_export.values() for (a, _), (b, _) in itertools.pairwise(sorted(seen))]
     print(
         f"status polls by triggerers: {sum(map(len, by_export.values()))}, waits handed over: {handed_over}, "
