@@ -6,8 +6,7 @@ import the sensor, and the sensor imports this.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,31 +111,6 @@ class PollState:
         if self.asked_to_wait:
             wait = max(wait, self.asked_to_wait)
         return max(0.0, min(wait, remaining))
-
-
-def wait_for_export(
-    get_status: Callable[[], ExportStatus],
-    state: PollState,
-    *,
-    timeout: float,
-    accept_errors: bool,
-    sleep: Callable[[float], Any] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Poll in this process until the export is final: the all-in-one operator's non-deferrable wait."""
-    started = clock()
-    while True:
-        try:
-            status = state.seen(get_status())
-        except HubSpotExportError as err:
-            state.failed(err)
-        else:
-            if status.is_final:
-                return finish(status.to_dict(), accept_errors=accept_errors, log=state.log)
-        elapsed = clock() - started
-        if elapsed >= timeout:
-            raise HubSpotExportTimeoutError(timeout_event(state.task_id, timeout)["message"])
-        sleep(state.next_wait(elapsed, timeout - elapsed))
 
 
 # ---------------------------------------------------------------------------------------------

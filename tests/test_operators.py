@@ -171,8 +171,29 @@ with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as d
     assert agents == ({"requests", "aiohttp"} if deferrable else {"requests"})
 
 
+def test_all_in_one_rides_out_a_transient_error_before_deferring(env, tmp_path):
+    # The check before deferring is the sensor's: a status call that fails past the hook's retry
+    # budget (4 attempts) is "not yet", and the trigger polls again, instead of failing the task.
+    env.plan_next(pending_polls=1, processing_polls=1, row_count=40)
+    env.inject("status", status=503, retry_after=0.01, times=4, path="/status")
+    source = (
+        HEADER
+        + """
+with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
+    HubSpotExportOperator(task_id="export", object_type="CONTACT", object_properties=["email"],
+                          destination={dest}, deferrable=True, poke_interval=0.1)
+"""
+    )
+    result = run_dag("one_task_transient", source, dest=str(tmp_path))
+    assert result.tasks == {"export": "success"} and result.tries["export"] == 1
+    statuses = env.api_requests("/status")
+    assert [r.headers["User-Agent"].rsplit(" ", 1)[-1] for r in statuses[:4]] == ["requests"] * 4
+    assert "aiohttp" in {r.headers["User-Agent"].rsplit(" ", 1)[-1] for r in statuses[4:]}
+
+
 def test_all_in_one_retry_after_failed_download_only_downloads_again(env, tmp_path):
-    env.plan_next(pending_polls=0, processing_polls=1, row_count=5000, cut_downloads=3)
+    # The first try spends the whole download budget of the connection (4 attempts); the retry lands it.
+    env.plan_next(pending_polls=0, processing_polls=1, row_count=5000, cut_downloads=4)
     source = (
         HEADER
         + """

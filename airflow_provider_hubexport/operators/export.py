@@ -19,14 +19,12 @@ from airflow_provider_hubexport.polling import (
     DEFAULT_MAX_TRANSIENT_ERRORS,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
-    DEFERRAL_TIMEOUT_MARGIN,
     PollSchedule,
     PollState,
     check_event,
     complete_from_event,
-    finish,
-    wait_for_export,
 )
+from airflow_provider_hubexport.waiting import check_once, defer_to_trigger, wait_for_export
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -295,30 +293,19 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
             task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
         )
         if self.deferrable:
-            # Check once first: a finished export needs no trigger.
-            status = state.seen(self.hook.get_export_status(task_id))
-            if status.is_final:
-                finish(status.to_dict(), accept_errors=self.accept_errors, log=self.log)
-                return self.get_job_result(task_id, context)
-            from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
-
-            self.defer(
-                trigger=HubSpotExportTrigger.starting_now(
-                    task_id,
-                    self.hubspot_conn_id,
-                    self.schedule,
-                    timeout=self.timeout,
-                    max_transient_errors=self.max_transient_errors,
-                ),
-                method_name="execute_complete",
-                timeout=timedelta(seconds=self.timeout + DEFERRAL_TIMEOUT_MARGIN),
+            # The sensor's routine: check once (a transient error there means "poll again"), then defer.
+            done = check_once(
+                lambda: self.hook.get_export_status(task_id), state, accept_errors=self.accept_errors
             )
-        wait_for_export(
-            lambda: self.hook.get_export_status(task_id),
-            state,
-            timeout=self.timeout,
-            accept_errors=self.accept_errors,
-        )
+            if done is None:
+                defer_to_trigger(self, state, self.hubspot_conn_id, timeout=self.timeout)
+        else:
+            wait_for_export(
+                lambda: self.hook.get_export_status(task_id),
+                state,
+                timeout=self.timeout,
+                accept_errors=self.accept_errors,
+            )
         return self.get_job_result(task_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:

@@ -19,7 +19,7 @@ from airflow_provider_hubexport.compat import (
     TaskDeferralTimeout,
     conf,
 )
-from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
+from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError
 from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
 from airflow_provider_hubexport.models import validate_id
 from airflow_provider_hubexport.polling import (
@@ -28,12 +28,11 @@ from airflow_provider_hubexport.polling import (
     DEFAULT_MAX_TRANSIENT_ERRORS,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
-    DEFERRAL_TIMEOUT_MARGIN,
     PollSchedule,
     PollState,
     complete_from_event,
-    finish,
 )
+from airflow_provider_hubexport.waiting import check_once, defer_to_trigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -97,18 +96,16 @@ class HubSpotExportSensor(LazyHubSpotHook, BaseSensorOperator):
 
     # -- poke and reschedule modes ---------------------------------------------------------------
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        try:
-            status = self._state.seen(self.hook.get_export_status(self.export_task_id))
-        except HubSpotExportError as err:
-            self._state.failed(err)
-            return False
-        if not status.is_final:
-            return False
-        return PokeReturnValue(
-            is_done=True, xcom_value=finish(status.to_dict(), accept_errors=self.accept_errors, log=self.log)
+        done = check_once(
+            lambda: self.hook.get_export_status(self.export_task_id),
+            self._state,
+            accept_errors=self.accept_errors,
         )
+        return False if done is None else PokeReturnValue(is_done=True, xcom_value=done)
 
     def _get_next_poke_interval(self, started_at: Any, run_duration: Any, poke_count: int) -> float:
+        # The one private override: the base's backoff knows neither Retry-After nor growth by
+        # elapsed time; its signature is the same on 3.0 to 3.3, which the version legs prove.
         # Growth by elapsed time, not poke count: correct across reschedules, where
         # run_duration() counts from the first try's start.
         elapsed = run_duration()
@@ -130,19 +127,7 @@ class HubSpotExportSensor(LazyHubSpotHook, BaseSensorOperator):
             raise self._skip_instead(err)
         if done:
             return done.xcom_value if isinstance(done, PokeReturnValue) else None
-        from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
-
-        self.defer(
-            trigger=HubSpotExportTrigger.starting_now(
-                self.export_task_id,
-                self.hubspot_conn_id,
-                self.schedule,
-                timeout=self.timeout,
-                max_transient_errors=self.max_transient_errors,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + DEFERRAL_TIMEOUT_MARGIN),
-        )
+        defer_to_trigger(self, self._state, self.hubspot_conn_id, timeout=self.timeout)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Turn the trigger's event into success, failure or (with soft_fail) skip.
