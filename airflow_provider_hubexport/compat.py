@@ -15,6 +15,8 @@ What differs, per version (all below are handled here):
   the in-process test supervisor (``dag.test()``) logs that message at DEBUG in clear:
   :func:`mask_secret` registers the secret in-process first, on every version.
 - ``amask_secret`` (the triggerer's event-loop-safe variant) from 3.3.
+- 3.0's ``dag.test()`` returns a sensor's first reschedule date as a string:
+  :func:`read_reschedule_dates` parses it.
 
 This module imports nothing heavy: operator and sensor modules, which DAG files import on every
 parse, import it.
@@ -75,6 +77,7 @@ __all__ = [
     "base_hook_class",
     "conf",
     "mask_secret",
+    "read_reschedule_dates",
 ]
 
 
@@ -109,6 +112,26 @@ except ImportError:  # Airflow < 3.3: no task_state_store, so a retry cannot fin
             external_id = self.submit_job(context)  # type: ignore[attr-defined]
             self.poll_until_complete(external_id, context)  # type: ignore[attr-defined]
             return self.get_job_result(external_id, context)  # type: ignore[attr-defined]
+
+
+def read_reschedule_dates(context: Any) -> None:
+    """Airflow 3.0's in-process task supervisor (``dag.test()``) hands a sensor's first reschedule
+    date back as a string, and the base sensor subtracts it from a datetime: every reschedule-mode
+    sensor fails on its second try. Parse it, for this task instance only; 3.1 and later are fine."""
+    if AIRFLOW_V_3_1_PLUS:
+        return
+    ti = context["ti"]
+    original = ti.get_first_reschedule_date
+
+    def parsed(ctx: Any) -> Any:
+        value = original(ctx)
+        if isinstance(value, str):
+            from airflow.utils import timezone
+
+            return timezone.parse(value)
+        return value
+
+    object.__setattr__(ti, "get_first_reschedule_date", parsed)
 
 
 def base_hook_class() -> type:

@@ -40,10 +40,28 @@ def run_dag(
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
+        _register_assets(module.dag)
         dag_run = module.dag.test(**(test_kwargs or {}))
         return _read(dag_run)
     finally:
         os.remove(path)
+
+
+def _register_assets(dag: Any) -> None:
+    """Airflow 3.0's ``dag.test()`` does not write the DAG to the database, so its assets stay
+    inactive and a task with an outlet fails ("inactive assets"); the DAG processor would have
+    written it. Do what the DAG processor does. Later versions sync the DAG themselves."""
+    from airflow_provider_hubexport.compat import AIRFLOW_V_3_1_PLUS
+
+    if AIRFLOW_V_3_1_PLUS:
+        return
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.dag import DAG as SchedulerDAG
+    from airflow.serialization.serialized_objects import SerializedDAG
+
+    DagBundlesManager().sync_bundles_to_db()
+    scheduler_dag = SerializedDAG.deserialize_dag(SerializedDAG.serialize_dag(dag))
+    SchedulerDAG.bulk_write_to_db("dags-folder", None, [scheduler_dag])
 
 
 def _read(dag_run: Any) -> RunResult:

@@ -18,6 +18,7 @@ from airflow_provider_hubexport.compat import (
     PokeReturnValue,
     TaskDeferralTimeout,
     conf,
+    read_reschedule_dates,
 )
 from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError
 from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
@@ -118,6 +119,8 @@ class HubSpotExportSensor(LazyHubSpotHook, BaseSensorOperator):
         self.export_task_id = validate_id(self.export_task_id, "export_task_id")
         self._state.task_id = self.export_task_id
         if not self.deferrable:
+            if self.reschedule:
+                read_reschedule_dates(context)
             return super().execute(context)
         # Check once before deferring: a finished export needs no trigger (and a trigger that
         # fires within seconds of the deferral is a known race in Airflow 3.3).
