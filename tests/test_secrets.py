@@ -158,3 +158,22 @@ def test_secret_is_masked_in_process_before_it_travels(monkeypatch):
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", RecordingComms(), raising=False)
     mask_secret(secret)
     assert sent == [("MaskSecret", True)]
+
+
+def test_secret_is_not_sent_to_an_in_process_supervisor_that_logs_it(monkeypatch):
+    """Under ``dag.test()`` the supervisor is the task's own process; Airflow 3.0's in-process comms
+    log each message they send at DEBUG, body included. There the secret is masked in-process only."""
+    from airflow.sdk.execution_time import task_runner
+
+    from airflow_provider_hubexport.compat import AIRFLOW_V_3_1_PLUS, mask_secret
+
+    secret = "pat-na1-SECRET-IN-PROCESS-88bb"
+    sent: list[str] = []
+
+    class InProcessSupervisorComms:  # the name Airflow's dag.test() comms have
+        def send(self, msg, *args, **kwargs):
+            sent.append(type(msg).__name__)
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", InProcessSupervisorComms(), raising=False)
+    mask_secret(secret)
+    assert sent == (["MaskSecret"] if AIRFLOW_V_3_1_PLUS else [])

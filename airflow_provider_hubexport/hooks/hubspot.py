@@ -14,7 +14,7 @@ import urllib3
 from airflow.providers.http.hooks.http import HttpHook
 
 from airflow_provider_hubexport import auth_flow
-from airflow_provider_hubexport.compat import mask_secret
+from airflow_provider_hubexport.compat import mask_secret, quiet_secret_messages
 from airflow_provider_hubexport.exceptions import (
     HubSpotExportCanceledError,
     HubSpotExportError,
@@ -91,6 +91,17 @@ class HubSpotHook(HttpHook):
     hook_name = "HubSpot"
     default_host = DEFAULT_HOST
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form's relabelled and hidden fields, from the provider info (one source):
+        Airflow 3.0 and 3.1 read them from the hook class, 3.2 and later from the provider info."""
+        from airflow_provider_hubexport import get_provider_info
+
+        (conn_type,) = [
+            c for c in get_provider_info()["connection-types"] if c["connection-type"] == cls.conn_type
+        ]
+        return conn_type["ui-field-behaviour"]
+
     def __init__(self, hubspot_conn_id: str = default_conn_name, method: str = "GET", **kwargs: Any) -> None:
         if kwargs.get("auth_type") is not None:
             raise HubSpotExportRequestError(
@@ -103,6 +114,7 @@ class HubSpotHook(HttpHook):
     # -- connection ----------------------------------------------------------------------------
     @cached_property
     def settings(self) -> HubSpotConnectionSettings:
+        quiet_secret_messages()  # before Airflow masks the password (3.0's dag.test() would log it)
         conn = self.get_connection(self.hubspot_conn_id)
         settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
         for secret in auth.not_yet_masked(settings.secrets):
