@@ -128,8 +128,9 @@ def test_403_fails_at_once_without_retrying(sandbox, start):
 @pytest.mark.parametrize("soft_fail,expected", [(False, "failed"), (True, "skipped")])
 def test_deferrable_timeout(sandbox, start, soft_fail, expected):
     task_id = start(pending_seconds=3600)
+    # Long enough for the trigger to poll before its deadline on a loaded machine (1.5 s was not).
     result = _wait(
-        f"timeout_{soft_fail}", task_id, deferrable=True, timeout=1.5, soft_fail=soft_fail, retries=2
+        f"timeout_{soft_fail}", task_id, deferrable=True, timeout=8, soft_fail=soft_fail, retries=2
     )
     assert result.tasks == {"wait": expected}
     assert result.tries["wait"] == 1  # a sensor timeout is not retried
