@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_hubexport.api import AccessToken, ApiRequest, token_refresh_request
 from airflow_provider_hubexport.hooks import auth as tokens
 from airflow_provider_hubexport.hooks.connection import HubSpotConnectionSettings
-from airflow_provider_hubexport.models import AccessToken, ApiRequest, token_refresh_request
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_hubexport.api import ExportStatus
 from airflow_provider_hubexport.exceptions import (
     HubSpotExportCanceledError,
     HubSpotExportError,
     HubSpotExportTimeoutError,
 )
-from airflow_provider_hubexport.models import ExportStatus
 
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_BACKOFF_FACTOR = 1.5

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NoReturn
 
+from airflow_provider_hubexport.api import ExportStatus
 from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportTimeoutError
-from airflow_provider_hubexport.models import ExportStatus
 from airflow_provider_hubexport.polling import DEFERRAL_TIMEOUT_MARGIN, PollState, finish, timeout_event
 
 

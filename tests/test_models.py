@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_hubexport.exceptions import HubSpotExportError
-from airflow_provider_hubexport.models import (
+from airflow_provider_hubexport.api import parse_status, parse_token_response
+from airflow_provider_hubexport.errors import (
     error_from_response,
     find_missing_scopes,
-    parse_status,
-    parse_token_response,
     read_response,
     retry_after_seconds,
-    validate_export_request,
-    validate_id,
 )
+from airflow_provider_hubexport.exceptions import HubSpotExportError
+from airflow_provider_hubexport.validation import validate_export_request, validate_id
 
 
 @pytest.mark.parametrize(
@@ -131,7 +129,7 @@ def test_request_copy_is_independent():
 
 
 def test_token_refresh_request_repr_hides_its_secrets():
-    from airflow_provider_hubexport.models import token_refresh_request
+    from airflow_provider_hubexport.api import token_refresh_request
 
     request = token_refresh_request("client", "SECRET-CLIENT-SECRET", "SECRET-REFRESH")
     assert request.form["client_secret"] == "SECRET-CLIENT-SECRET"

@@ -8,18 +8,16 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
-from airflow_provider_hubexport.models import (
+from airflow_provider_hubexport.api import (
     STATUSES,
     ExportStatus,
-    error_from_response,
     parse_start_response,
     parse_status,
     parse_token_response,
-    read_response,
-    validate_export_request,
-    validate_id,
 )
+from airflow_provider_hubexport.errors import error_from_response, read_response
+from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
+from airflow_provider_hubexport.validation import validate_export_request, validate_id
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

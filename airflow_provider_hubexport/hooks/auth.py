@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import threading
 
+from airflow_provider_hubexport.api import AccessToken
 from airflow_provider_hubexport.hooks.connection import HubSpotConnectionSettings
-from airflow_provider_hubexport.models import AccessToken
 
 _cache: dict[str, AccessToken] = {}
 _lock = threading.Lock()

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from airflow_provider_hubexport import __version__
 from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
 from airflow_provider_hubexport.hooks.retry import RetryPolicy
-from airflow_provider_hubexport.models import API_VERSIONS, DEFAULT_API_VERSION
+from airflow_provider_hubexport.validation import API_VERSIONS, DEFAULT_API_VERSION
 
 DEFAULT_HOST = "https://api.hubapi.com"
 DEFAULT_CONNECT_TIMEOUT = 10.0

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from airflow_provider_hubexport.api import ApiRequest
 from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
-from airflow_provider_hubexport.models import ApiRequest
 
 METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
 # Safe to resend after HubSpot may have acted: what HTTP calls idempotent. POST and PATCH are not.

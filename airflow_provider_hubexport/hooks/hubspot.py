@@ -14,7 +14,19 @@ import urllib3
 from airflow.providers.http.hooks.http import HttpHook
 
 from airflow_provider_hubexport import auth_flow
+from airflow_provider_hubexport.api import (
+    ApiRequest,
+    ExportStatus,
+    get_export_request,
+    parse_start_response,
+    parse_status,
+    parse_token_response,
+    signed_url_parts,
+    start_export_request,
+    status_request,
+)
 from airflow_provider_hubexport.compat import mask_secret, quiet_secret_messages
+from airflow_provider_hubexport.errors import error_from_response, read_response, transient_error
 from airflow_provider_hubexport.exceptions import (
     HubSpotExportCanceledError,
     HubSpotExportError,
@@ -24,21 +36,7 @@ from airflow_provider_hubexport.hooks import auth
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.hooks.endpoint import endpoint_path, endpoint_request
 from airflow_provider_hubexport.hooks.retry import RetryPolicy
-from airflow_provider_hubexport.models import (
-    ApiRequest,
-    ExportStatus,
-    error_from_response,
-    get_export_request,
-    parse_start_response,
-    parse_status,
-    parse_token_response,
-    read_response,
-    signed_url_parts,
-    start_export_request,
-    status_request,
-    transient_error,
-    validate_id,
-)
+from airflow_provider_hubexport.validation import validate_id
 
 # A task id far beyond any HubSpot issues: the status call for it costs one request and answers
 # 404 when the token and scope are good.

@@ -20,22 +20,20 @@ import tenacity
 from airflow.providers.http.hooks.http import HttpAsyncHook
 
 from airflow_provider_hubexport import auth_flow
+from airflow_provider_hubexport.api import (
+    ApiRequest,
+    ExportStatus,
+    parse_status,
+    parse_token_response,
+    status_request,
+)
 from airflow_provider_hubexport.compat import aget_connection, amask_secret
+from airflow_provider_hubexport.errors import error_from_response, read_response, transient_error
 from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
 from airflow_provider_hubexport.hooks import auth
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.hooks.endpoint import endpoint_request
-from airflow_provider_hubexport.models import (
-    ApiRequest,
-    ExportStatus,
-    error_from_response,
-    parse_status,
-    parse_token_response,
-    read_response,
-    status_request,
-    transient_error,
-    validate_id,
-)
+from airflow_provider_hubexport.validation import validate_id
 
 
 def _ssl_option(verify: bool | str) -> Any:

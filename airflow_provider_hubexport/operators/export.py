@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_hubexport.compat import BaseOperator, ResumableJobMixin, conf
 from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
 from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
-from airflow_provider_hubexport.models import validate_export_request, validate_id
 from airflow_provider_hubexport.polling import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_MAX_POLL_INTERVAL,
@@ -24,6 +23,7 @@ from airflow_provider_hubexport.polling import (
     check_event,
     complete_from_event,
 )
+from airflow_provider_hubexport.validation import validate_export_request, validate_id
 from airflow_provider_hubexport.waiting import check_once, defer_to_trigger, wait_for_export
 
 if TYPE_CHECKING:

@@ -22,7 +22,6 @@ from airflow_provider_hubexport.compat import (
 )
 from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError
 from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
-from airflow_provider_hubexport.models import validate_id
 from airflow_provider_hubexport.polling import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_MAX_POLL_INTERVAL,
@@ -33,6 +32,7 @@ from airflow_provider_hubexport.polling import (
     PollState,
     complete_from_event,
 )
+from airflow_provider_hubexport.validation import validate_id
 from airflow_provider_hubexport.waiting import check_once, defer_to_trigger
 
 if TYPE_CHECKING:

@@ -1,0 +1,253 @@
+"""HubSpot's exports wire format: the requests to send and the responses (statuses, tokens) to read.
+No I/O.
+
+The sync hook (requests) and the async hook (aiohttp) both build their requests and read their
+responses through these functions, so the two transports cannot drift apart.
+
+Import direction: validation <- api <- errors; this module imports validation, never errors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
+from airflow_provider_hubexport.validation import API_VERSIONS, validate_export_request, validate_id
+
+STATUSES = ("PENDING", "PROCESSING", "COMPLETE", "CANCELED")
+FINAL_STATUSES = ("COMPLETE", "CANCELED")
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: what to send, independent of the transport that sends it.
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ApiRequest:
+    """One HTTP call to the API host, described as data so either transport can send it."""
+
+    method: str
+    path: str
+    json: Any = None
+    form: Mapping[str, str] | None = field(default=None, repr=False)  # the OAuth refresh's secrets
+    authenticated: bool = True
+    describe: str = ""
+    # Safe to send twice? Starting an export is not: a resend after HubSpot may have accepted it
+    # would start a second export and spend the daily quota.
+    idempotent: bool = True
+
+
+def _export_base(api_version: str) -> str:
+    if api_version == "v3":
+        return "/crm/v3/exports/export"
+    if api_version in API_VERSIONS:
+        return f"/crm/exports/{api_version}/export"
+    raise HubSpotExportRequestError(
+        f"Connection extra 'api_version' must be one of {', '.join(API_VERSIONS)}; got {api_version!r}."
+    )
+
+
+def start_export_request(api_version: str, export_request: Any) -> ApiRequest:
+    body = validate_export_request(export_request)
+    return ApiRequest(
+        "POST", f"{_export_base(api_version)}/async", json=body, describe="start export", idempotent=False
+    )
+
+
+def status_request(api_version: str, task_id: Any) -> ApiRequest:
+    tid = validate_id(task_id, "export_task_id")
+    return ApiRequest(
+        "GET",
+        f"{_export_base(api_version)}/async/tasks/{tid}/status",
+        describe=f"status of export task {tid}",
+    )
+
+
+def get_export_request(api_version: str, export_id: Any) -> ApiRequest:
+    eid = validate_id(export_id, "export_id")
+    return ApiRequest("GET", f"{_export_base(api_version)}/{eid}", describe=f"export {eid}")
+
+
+TOKEN_PATH = "/oauth/v1/token"
+
+
+def token_refresh_request(client_id: str, client_secret: str, refresh_token: str) -> ApiRequest:
+    return ApiRequest(
+        "POST",
+        TOKEN_PATH,
+        form={
+            "grant_type": "refresh_token",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "refresh_token": refresh_token,
+        },
+        authenticated=False,
+        describe="OAuth token refresh",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+# ---------------------------------------------------------------------------------------------
+def _parse_time(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        from datetime import timezone
+
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        except (ValueError, OverflowError, OSError):  # out of datetime's range: not a real time
+            return None
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def error_text(err: Any) -> str:
+    """One entry of HubSpot's ``errors`` list (in a status or an error body) as a line of text."""
+    if isinstance(err, Mapping):
+        msg = str(err.get("message") or err.get("subCategory") or err.get("code") or "error")
+        ctx = err.get("context")
+        if isinstance(ctx, Mapping) and ctx:
+            msg += " " + json.dumps(ctx, sort_keys=True, default=str)
+        return msg
+    return str(err)
+
+
+@dataclass(frozen=True)
+class ExportStatus:
+    """An export task's status as HubSpot reported it.
+
+    ``result_url`` is a short-lived signed credential: it is left out of ``repr`` and ``to_dict``,
+    so a status can be logged, put in XCom or sent in a trigger event without leaking it.
+    """
+
+    task_id: str
+    status: str
+    result_url: str | None = field(default=None, repr=False)
+    errors: list[str] = field(default_factory=list)
+    num_errors: int = 0
+    requested_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view for XCom and trigger events; never holds the signed URL."""
+
+        def iso(d: datetime | None) -> str | None:
+            return d.isoformat() if d else None
+
+        return {
+            "export_id": self.task_id,
+            "task_id": self.task_id,
+            "status": self.status,
+            "num_errors": self.num_errors,
+            "errors": list(self.errors),
+            "requested_at": iso(self.requested_at),
+            "started_at": iso(self.started_at),
+            "completed_at": iso(self.completed_at),
+        }
+
+
+def _malformed(what: str, detail: str) -> HubSpotExportError:
+    # A 2xx we cannot read is worth another try of an idempotent call (HubSpot's edge occasionally
+    # serves an HTML page), but HubSpot did answer: a start may have been accepted.
+    return HubSpotExportError(
+        f"HubSpot returned a malformed {what} response: {detail}. If it persists, HubSpot may have "
+        "changed its API: upgrade airflow-provider-hubexport.",
+        retryable=True,
+        maybe_processed=True,
+    )
+
+
+def decode_json(body: bytes | str, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, TypeError):
+        return _raise(_malformed(what, "the body is not JSON"))
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+def parse_start_response(payload: Any) -> str:
+    if not isinstance(payload, Mapping) or "id" not in payload:
+        raise _malformed("start-export", "no 'id' field")
+    try:
+        return validate_id(payload["id"], "id")
+    except HubSpotExportRequestError:
+        raise _malformed("start-export", f"'id' is not an id: {str(payload['id'])[:40]!r}")
+
+
+def parse_status(payload: Any, task_id: str) -> ExportStatus:
+    """Read a status body; an unknown status is an error, not a reason to wait for ever."""
+    if not isinstance(payload, Mapping) or "status" not in payload:
+        raise _malformed("export status", "no 'status' field")
+    status = payload["status"]
+    if status not in STATUSES:
+        raise HubSpotExportError(
+            f"HubSpot reported an unknown status {str(status)[:40]!r} for export task {task_id}; "
+            f"expected one of {', '.join(STATUSES)}. Upgrade airflow-provider-hubexport if HubSpot "
+            "added a new status."
+        )
+    errors_raw = payload.get("errors") or []
+    errors = [error_text(e) for e in errors_raw] if isinstance(errors_raw, list) else [error_text(errors_raw)]
+    num_errors = payload.get("numErrors")
+    if not isinstance(num_errors, int) or isinstance(num_errors, bool):
+        num_errors = len(errors)
+    result = payload.get("result")
+    if status == "COMPLETE" and not isinstance(result, str):
+        raise _malformed("export status", "COMPLETE without a 'result' URL")
+    return ExportStatus(
+        task_id=task_id,
+        status=status,
+        result_url=result if isinstance(result, str) else None,
+        errors=errors,
+        num_errors=num_errors,
+        requested_at=_parse_time(payload.get("requestedAt")),
+        started_at=_parse_time(payload.get("startedAt")),
+        completed_at=_parse_time(payload.get("completedAt")),
+    )
+
+
+def signed_url_parts(url: str) -> list[str]:
+    """The pieces of a signed URL that are secret on their own, for the secrets masker: loggers
+    (urllib3's, for one) print the path and query without the host."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    pieces = [url]
+    if parts.query:
+        pieces += [f"{parts.path}?{parts.query}", parts.query]
+    return pieces
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str = field(repr=False)
+    expires_at: float  # time.monotonic() seconds
+
+    def fresh(self, margin: float = 60.0) -> bool:
+        return time.monotonic() < self.expires_at - margin
+
+
+def parse_token_response(payload: Any) -> AccessToken:
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("access_token"), str):
+        raise _malformed("OAuth token", "no 'access_token' field")
+    expires_in = payload.get("expires_in", 1800)
+    if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool) or expires_in <= 0:
+        expires_in = 300
+    return AccessToken(payload["access_token"], time.monotonic() + float(expires_in))

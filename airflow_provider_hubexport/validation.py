@@ -1,0 +1,165 @@
+"""What the provider accepts before any request leaves the machine: HubSpot's enumerations and
+limits, and the checks of ids and export requests. No I/O.
+
+Import direction: validation <- api <- errors; this module imports none of the other two.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
+
+EXPORT_TYPES = ("VIEW", "LIST")
+FORMATS = ("CSV", "XLS", "XLSX")
+LANGUAGES = ("EN", "DE", "ES", "FR", "JA", "NL", "PT_BR", "IT", "PL", "SV", "FI", "ZH_TW", "DA_DK", "NO")
+FILTER_OPERATORS = (
+    "EQ",
+    "NEQ",
+    "LT",
+    "LTE",
+    "GT",
+    "GTE",
+    "BETWEEN",
+    "IN",
+    "NOT_IN",
+    "HAS_PROPERTY",
+    "NOT_HAS_PROPERTY",
+    "CONTAINS_TOKEN",
+    "NOT_CONTAINS_TOKEN",
+)
+# HubSpot's CRM search limits, which the export's publicCrmSearchRequest shares.
+MAX_FILTER_GROUPS = 5
+MAX_FILTERS_PER_GROUP = 6
+MAX_FILTERS_TOTAL = 18
+
+API_VERSIONS = ("v3", "2026-03")
+DEFAULT_API_VERSION = "v3"
+# HubSpot ids are 64-bit; anything longer is not an id but an accident or an attack.
+MAX_ID_DIGITS = 19
+
+
+def validate_id(value: Any, field_name: str = "export_task_id") -> str:
+    """Return a HubSpot id as a digit string, or refuse it with a message naming the field.
+
+    Ids go into URL paths, so anything but plain digits (``../1``, ``1%2F..``) is refused rather
+    than escaped.
+    """
+    if isinstance(value, bool) or value is None:
+        raise HubSpotExportRequestError(
+            f"{field_name} must be a positive integer (an int or a string of digits), got {value!r}."
+        )
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise HubSpotExportRequestError(
+            f"{field_name} must be a positive integer (an int or a string of digits), "
+            f"got a {type(value).__name__}."
+        )
+    if not text.isascii() or not text.isdigit() or int(text) <= 0 or len(text) > MAX_ID_DIGITS:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise HubSpotExportRequestError(
+            f"{field_name} must be a positive integer of at most {MAX_ID_DIGITS} digits, got {shown!r}. "
+            "Pass the id HubSpot returned when the export started (the start task's XCom value)."
+        )
+    return str(int(text))
+
+
+def _choice(request: Mapping[str, Any], key: str, allowed: tuple[str, ...], *, required: bool = True) -> None:
+    value = request.get(key)
+    if value is None and not required:
+        return
+    if value not in allowed:
+        raise HubSpotExportRequestError(
+            f"Export request field {key!r} must be one of {', '.join(allowed)}; got {value!r}."
+        )
+
+
+def _validate_filters(filters: Any, where: str) -> int:
+    if not isinstance(filters, list):
+        raise HubSpotExportRequestError(f"{where} must be a list of filters, got {type(filters).__name__}.")
+    for i, flt in enumerate(filters):
+        if not isinstance(flt, Mapping):
+            raise HubSpotExportRequestError(f"{where}[{i}] must be an object with propertyName and operator.")
+        if not isinstance(flt.get("propertyName"), str) or not flt.get("propertyName"):
+            raise HubSpotExportRequestError(f"{where}[{i}].propertyName must be a non-empty string.")
+        if flt.get("operator") not in FILTER_OPERATORS:
+            raise HubSpotExportRequestError(
+                f"{where}[{i}].operator must be one of {', '.join(FILTER_OPERATORS)}; "
+                f"got {flt.get('operator')!r}."
+            )
+    return len(filters)
+
+
+def _validate_search(search: Any) -> None:
+    where = "publicCrmSearchRequest"
+    if not isinstance(search, Mapping):
+        raise HubSpotExportRequestError(f"{where} must be an object, got {type(search).__name__}.")
+    total = 0
+    if "filters" in search:
+        total += _validate_filters(search["filters"], f"{where}.filters")
+    if "filterGroups" in search:
+        groups = search["filterGroups"]
+        if not isinstance(groups, list):
+            raise HubSpotExportRequestError(f"{where}.filterGroups must be a list.")
+        if len(groups) > MAX_FILTER_GROUPS:
+            raise HubSpotExportRequestError(
+                f"{where}.filterGroups has {len(groups)} groups; HubSpot allows at most {MAX_FILTER_GROUPS}."
+            )
+        for i, group in enumerate(groups):
+            if not isinstance(group, Mapping):
+                raise HubSpotExportRequestError(f"{where}.filterGroups[{i}] must be an object with filters.")
+            n = _validate_filters(group.get("filters", []), f"{where}.filterGroups[{i}].filters")
+            if n > MAX_FILTERS_PER_GROUP:
+                raise HubSpotExportRequestError(
+                    f"{where}.filterGroups[{i}] has {n} filters; HubSpot allows at most "
+                    f"{MAX_FILTERS_PER_GROUP} per group."
+                )
+            total += n
+    if total > MAX_FILTERS_TOTAL:
+        raise HubSpotExportRequestError(
+            f"{where} has {total} filters in all; HubSpot allows at most {MAX_FILTERS_TOTAL}."
+        )
+
+
+def validate_export_request(request: Any) -> dict[str, Any]:
+    """Check an export request in HubSpot's camelCase shape and return a copy to send.
+
+    Only the fields HubSpot documents are checked; unknown keys pass through untouched, since
+    HubSpot adds fields over time and a provider should not stand in the way of them.
+    """
+    if not isinstance(request, Mapping):
+        raise HubSpotExportRequestError(
+            f"The export request must be a dict in HubSpot's camelCase shape, got {type(request).__name__}."
+        )
+    _choice(request, "exportType", EXPORT_TYPES)
+    _choice(request, "format", FORMATS)
+    _choice(request, "language", LANGUAGES, required=False)
+    object_type = request.get("objectType")
+    if not isinstance(object_type, str) or not object_type.strip():
+        raise HubSpotExportRequestError(
+            "Export request field 'objectType' is required: a CRM object such as CONTACT, COMPANY, "
+            f"DEAL or a custom object's id like 2-1234567; got {object_type!r}."
+        )
+    props = request.get("objectProperties")
+    if not isinstance(props, list) or not props or not all(isinstance(p, str) and p.strip() for p in props):
+        raise HubSpotExportRequestError(
+            "Export request field 'objectProperties' must be a non-empty list of property names "
+            f"(strings), for example ['email', 'firstname']; got {props!r}."
+        )
+    if request.get("exportType") == "LIST":
+        list_id = request.get("listId")
+        if list_id is None or list_id == "":
+            raise HubSpotExportRequestError(
+                "Export request field 'listId' is required when exportType is LIST: the id of the list to export."
+            )
+        validate_id(list_id, "listId")
+    if "exportName" in request and not isinstance(request["exportName"], str):
+        raise HubSpotExportRequestError("Export request field 'exportName' must be a string.")
+    if "publicCrmSearchRequest" in request:
+        _validate_search(request["publicCrmSearchRequest"])
+    return json.loads(json.dumps(dict(request)))
