@@ -1,10 +1,9 @@
-"""HubSpot's wire format without a server: error bodies, statuses, rate-limit headers."""
+"""HubSpot's error bodies and rate-limit headers without a server (errors.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from airflow_provider_hubexport.api import parse_status, parse_token_response
 from airflow_provider_hubexport.errors import (
     error_from_response,
     find_missing_scopes,
@@ -12,7 +11,6 @@ from airflow_provider_hubexport.errors import (
     retry_after_seconds,
 )
 from airflow_provider_hubexport.exceptions import HubSpotExportError
-from airflow_provider_hubexport.validation import validate_export_request, validate_id
 
 
 @pytest.mark.parametrize(
@@ -86,51 +84,3 @@ def test_non_json_200_is_a_retryable_malformed_response():
     with pytest.raises(HubSpotExportError) as err:
         read_response(200, {}, b"<html>", "export status")
     assert err.value.retryable and "malformed" in str(err.value)
-
-
-@pytest.mark.parametrize("payload", [None, [], {}, {"links": {}}, "COMPLETE"])
-def test_status_without_status_field_is_malformed(payload):
-    with pytest.raises(HubSpotExportError, match="malformed"):
-        parse_status(payload, "1")
-
-
-def test_unknown_status_fails_clearly():
-    with pytest.raises(HubSpotExportError, match="unknown status 'EXPLODED'"):
-        parse_status({"status": "EXPLODED"}, "1")
-
-
-def test_complete_without_result_is_malformed():
-    with pytest.raises(HubSpotExportError, match="without a 'result'"):
-        parse_status({"status": "COMPLETE"}, "1")
-
-
-def test_canceled_status_lists_errors():
-    status = parse_status(
-        {"status": "CANCELED", "errors": [{"message": "Too many rows", "context": {"limit": ["5"]}}]}, "7"
-    )
-    assert status.is_final and status.num_errors == 1 and "Too many rows" in status.errors[0]
-
-
-def test_token_response():
-    token = parse_token_response({"access_token": "tok-SECRET", "expires_in": 1800})
-    assert token.fresh() and "tok-SECRET" not in repr(token)
-    assert not parse_token_response({"access_token": "a", "expires_in": 30}).fresh(margin=60)
-
-
-def test_ids_normalised():
-    assert validate_id(" 42 ") == "42" and validate_id(7) == "7" and validate_id("007") == "7"
-
-
-def test_request_copy_is_independent():
-    original = {"exportType": "VIEW", "format": "CSV", "objectType": "DEAL", "objectProperties": ["dealname"]}
-    sent = validate_export_request(original)
-    sent["objectProperties"].append("x")
-    assert original["objectProperties"] == ["dealname"]
-
-
-def test_token_refresh_request_repr_hides_its_secrets():
-    from airflow_provider_hubexport.api import token_refresh_request
-
-    request = token_refresh_request("client", "SECRET-CLIENT-SECRET", "SECRET-REFRESH")
-    assert request.form["client_secret"] == "SECRET-CLIENT-SECRET"
-    assert "SECRET-CLIENT-SECRET" not in repr(request) and "SECRET-REFRESH" not in repr(request)
