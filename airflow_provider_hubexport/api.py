@@ -58,8 +58,8 @@ def start_export_request(api_version: str, export_request: Any) -> ApiRequest:
     )
 
 
-def status_request(api_version: str, task_id: Any) -> ApiRequest:
-    tid = validate_id(task_id, "export_task_id")
+def status_request(api_version: str, export_task_id: Any) -> ApiRequest:
+    tid = validate_id(export_task_id, "export_task_id")
     return ApiRequest(
         "GET",
         f"{_export_base(api_version)}/async/tasks/{tid}/status",
@@ -126,11 +126,14 @@ def error_text(err: Any) -> str:
 class ExportStatus:
     """An export task's status as HubSpot reported it.
 
+    ``export_task_id`` is the id HubSpot returned when the export started: neither Airflow's task id
+    nor the ``exportId`` of ``GET /crm/v3/exports/export/{exportId}``.
+
     ``result_url`` is a short-lived signed credential: it is left out of ``repr`` and ``to_dict``,
     so a status can be logged, put in XCom or sent in a trigger event without leaking it.
     """
 
-    task_id: str
+    export_task_id: str
     status: str
     result_url: str | None = field(default=None, repr=False)
     errors: list[str] = field(default_factory=list)
@@ -150,8 +153,7 @@ class ExportStatus:
             return d.isoformat() if d else None
 
         return {
-            "export_id": self.task_id,
-            "task_id": self.task_id,
+            "export_task_id": self.export_task_id,
             "status": self.status,
             "num_errors": self.num_errors,
             "errors": list(self.errors),
@@ -192,14 +194,14 @@ def parse_start_response(payload: Any) -> str:
         raise _malformed("start-export", f"'id' is not an id: {str(payload['id'])[:40]!r}")
 
 
-def parse_status(payload: Any, task_id: str) -> ExportStatus:
+def parse_status(payload: Any, export_task_id: str) -> ExportStatus:
     """Read a status body; an unknown status is an error, not a reason to wait for ever."""
     if not isinstance(payload, Mapping) or "status" not in payload:
         raise _malformed("export status", "no 'status' field")
     status = payload["status"]
     if status not in STATUSES:
         raise HubSpotExportError(
-            f"HubSpot reported an unknown status {str(status)[:40]!r} for export task {task_id}; "
+            f"HubSpot reported an unknown status {str(status)[:40]!r} for export task {export_task_id}; "
             f"expected one of {', '.join(STATUSES)}. Upgrade airflow-provider-hubexport if HubSpot "
             "added a new status."
         )
@@ -212,7 +214,7 @@ def parse_status(payload: Any, task_id: str) -> ExportStatus:
     if status == "COMPLETE" and not isinstance(result, str):
         raise _malformed("export status", "COMPLETE without a 'result' URL")
     return ExportStatus(
-        task_id=task_id,
+        export_task_id=export_task_id,
         status=status,
         result_url=result if isinstance(result, str) else None,
         errors=errors,

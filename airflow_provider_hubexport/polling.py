@@ -79,8 +79,10 @@ class PollState:
     """What one wait remembers between polls: transient failures in a row and HubSpot's last
     ``Retry-After``. The sensor, the trigger and the all-in-one operator each keep one."""
 
-    def __init__(self, task_id: str, schedule: PollSchedule, *, max_transient_errors: int, log: Any) -> None:
-        self.task_id = task_id
+    def __init__(
+        self, export_task_id: str, schedule: PollSchedule, *, max_transient_errors: int, log: Any
+    ) -> None:
+        self.export_task_id = export_task_id
         self.schedule = schedule
         self.max_transient_errors = max_transient_errors
         self.log = log
@@ -89,7 +91,7 @@ class PollState:
 
     def seen(self, status: ExportStatus) -> ExportStatus:
         self.transient_in_a_row, self.asked_to_wait = 0, None
-        self.log.info("Export %s is %s", status.task_id, status.status)
+        self.log.info("Export %s is %s", status.export_task_id, status.status)
         return status
 
     def failed(self, err: HubSpotExportError) -> None:
@@ -100,7 +102,7 @@ class PollState:
         self.asked_to_wait = err.retry_after
         self.log.warning(
             "Export %s: status check failed (%d in a row, %d tolerated); checking again later: %s",
-            self.task_id,
+            self.export_task_id,
             self.transient_in_a_row,
             self.max_transient_errors,
             err,
@@ -116,43 +118,64 @@ class PollState:
 # ---------------------------------------------------------------------------------------------
 # Ending a wait
 # ---------------------------------------------------------------------------------------------
+# 0.1.0's export dicts held HubSpot's export task id as "task_id" and "export_id" (beside Airflow's
+# own task_id): written by 0.1.0; drop in 0.3.
+OLD_ID_KEYS = ("task_id", "export_id")
+
+
+def export_task_id_of(export: Mapping[str, Any]) -> Any:
+    """HubSpot's export task id in an export dict (``ExportStatus.to_dict()``, the sensor's XCom value)."""
+    if "export_task_id" in export:
+        return export["export_task_id"]
+    return export.get("task_id")  # written by 0.1.0; drop in 0.3
+
+
+def current_export_dict(export: Mapping[str, Any]) -> dict[str, Any]:
+    """An export dict in this release's shape, whichever release wrote it."""
+    if "export_task_id" in export:
+        return dict(export)
+    rest = {k: v for k, v in export.items() if k not in OLD_ID_KEYS}  # written by 0.1.0; drop in 0.3
+    return {"export_task_id": export_task_id_of(export), **rest}
+
+
 def finish(export: Mapping[str, Any], *, accept_errors: bool, log: Any) -> dict[str, Any]:
     """Turn a final status into the sensor's XCom value, or the failure it deserves."""
+    export = current_export_dict(export)
     status = export.get("status")
-    export_id = export.get("export_id")
+    export_task_id = export["export_task_id"]
     errors = list(export.get("errors") or [])
     listed = ("; HubSpot errors: " + " | ".join(str(e) for e in errors)) if errors else ""
     if status == "CANCELED":
         raise HubSpotExportCanceledError(
-            f"HubSpot canceled export {export_id}{listed}. Fix the export request (see the errors) and "
-            "start a new export; retrying this one cannot help.",
+            f"HubSpot canceled export {export_task_id}{listed}. Fix the export request (see the errors) "
+            "and start a new export; retrying this one cannot help.",
             errors=errors,
         )
     if status != "COMPLETE":
-        raise HubSpotExportError(f"Export {export_id} is not finished (status {status!r}).")
+        raise HubSpotExportError(f"Export {export_task_id} is not finished (status {status!r}).")
     num_errors = int(export.get("num_errors") or 0)
     if num_errors > 0:
         if not accept_errors:
             raise HubSpotExportError(
-                f"HubSpot completed export {export_id} with {num_errors} error(s){listed}. "
+                f"HubSpot completed export {export_task_id} with {num_errors} error(s){listed}. "
                 "Pass accept_errors=True to accept a file with errors.",
                 errors=errors,
             )
-        log.warning("Export %s completed with %d error(s), accepted: %s", export_id, num_errors, errors)
-    return dict(export)
+        log.warning("Export %s completed with %d error(s), accepted: %s", export_task_id, num_errors, errors)
+    return export
 
 
 def status_event(status: ExportStatus) -> dict[str, Any]:
     """A trigger event for a final status. Never holds the signed URL: events are stored in the
     metadata database and printed in the triggerer's log."""
     kind = "success" if status.status == "COMPLETE" else "canceled"
-    return {"status": kind, "export_task_id": status.task_id, "export": status.to_dict()}
+    return {"status": kind, "export_task_id": status.export_task_id, "export": status.to_dict()}
 
 
-def error_event(task_id: str, error: HubSpotExportError) -> dict[str, Any]:
+def error_event(export_task_id: str, error: HubSpotExportError) -> dict[str, Any]:
     return {
         "status": "error",
-        "export_task_id": task_id,
+        "export_task_id": export_task_id,
         "message": str(error),
         "status_code": error.status_code,
         "category": error.category,
@@ -160,17 +183,17 @@ def error_event(task_id: str, error: HubSpotExportError) -> dict[str, Any]:
     }
 
 
-def timeout_event(task_id: str, timeout: float) -> dict[str, Any]:
+def timeout_event(export_task_id: str, timeout: float) -> dict[str, Any]:
     return {
         "status": "timeout",
-        "export_task_id": task_id,
-        "message": f"Export {task_id} did not finish within the sensor's timeout of {timeout:g} s.",
+        "export_task_id": export_task_id,
+        "message": f"Export {export_task_id} did not finish within the sensor's timeout of {timeout:g} s.",
     }
 
 
-def complete_from_event(event: Any, task_id: str, *, accept_errors: bool, log: Any) -> dict[str, Any]:
+def complete_from_event(event: Any, export_task_id: str, *, accept_errors: bool, log: Any) -> dict[str, Any]:
     """What a deferred wait resumes with: the final status, or the failure the event reports."""
-    event = check_event(event, task_id)
+    event = check_event(event, export_task_id)
     kind = event["status"]
     if kind in ("success", "canceled"):
         return finish(event["export"], accept_errors=accept_errors, log=log)
@@ -181,13 +204,15 @@ def complete_from_event(event: Any, task_id: str, *, accept_errors: bool, log: A
     )
 
 
-def check_event(event: Any, expected_task_id: str | None = None) -> dict[str, Any]:
+def check_event(event: Any, expected_export_task_id: str | None = None) -> dict[str, Any]:
     """Refuse an event that is not one of ours: fail closed rather than succeed on nonsense."""
     if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
         raise HubSpotExportError(f"Unexpected trigger event for a HubSpot export: {str(event)[:200]!r}.")
-    if expected_task_id is not None and str(event.get("export_task_id")) != str(expected_task_id):
+    # "export_task_id" at the top since 0.1.0; a nested export dict of 0.1.0's is read by finish().
+    expected = expected_export_task_id
+    if expected is not None and str(event.get("export_task_id")) != str(expected):
         raise HubSpotExportError(
-            f"Trigger event is for export {event.get('export_task_id')!r}, not {expected_task_id!r}."
+            f"Trigger event is for export {event.get('export_task_id')!r}, not {expected!r}."
         )
     if event["status"] in ("success", "canceled") and not isinstance(event.get("export"), Mapping):
         raise HubSpotExportError("Trigger event has no export status.")

@@ -49,7 +49,7 @@ def wait_for_export(
             return done
         elapsed = clock() - started
         if elapsed >= timeout:
-            raise HubSpotExportTimeoutError(timeout_event(state.task_id, timeout)["message"])
+            raise HubSpotExportTimeoutError(timeout_event(state.export_task_id, timeout)["message"])
         sleep(state.next_wait(elapsed, timeout - elapsed))
 
 
@@ -67,7 +67,7 @@ def defer_to_trigger(
 
     task.defer(
         trigger=HubSpotExportTrigger.starting_now(
-            state.task_id,
+            state.export_task_id,
             conn_id,
             state.schedule,
             timeout=timeout,

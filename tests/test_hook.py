@@ -80,7 +80,7 @@ def test_oauth_refresh_after_expired_token_then_cached(sandbox, connect):
     assert fresh_token.startswith("Bearer sandbox-oauth-")
     # When the cached token expires, the next call refreshes once more and succeeds.
     sandbox.expire_access_tokens()
-    assert HubSpotHook().get_export_status(task_id).task_id == task_id
+    assert HubSpotHook().get_export_status(task_id).export_task_id == task_id
     assert len(sandbox.api_requests("/oauth/v1/token")) == 2
 
 
@@ -159,7 +159,7 @@ def test_run_of_5xx_is_retried(sandbox, hook):
     for code in (500, 502, 503):
         sandbox.inject("status", status=code, times=1, path="/status")
     task_id = hook.start_export(CONTACTS)
-    assert hook.get_export_status(task_id).task_id == task_id
+    assert hook.get_export_status(task_id).export_task_id == task_id
     assert len(sandbox.api_requests("/status")) == 4
 
 
@@ -169,7 +169,7 @@ def test_connection_reset_and_read_timeout_are_retried(sandbox, connect):
     task_id = hook.start_export(CONTACTS)
     sandbox.inject("reset", path="/status")
     sandbox.inject("delay", delay=1.5, path="/status")
-    assert hook.get_export_status(task_id).task_id == task_id
+    assert hook.get_export_status(task_id).export_task_id == task_id
     assert len(sandbox.api_requests("/status")) == 3
 
 

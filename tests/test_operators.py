@@ -102,7 +102,7 @@ with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as d
     result = run_dag("pipeline", source, dest=str(tmp_path))
     assert result.tasks == {"start_export": "success", "wait": "success", "download": "success"}
     task_id = result.xcom["start_export"]
-    assert task_id.isdigit() and result.xcom["wait"]["export_id"] == task_id
+    assert task_id.isdigit() and result.xcom["wait"]["export_task_id"] == task_id
     (landed,) = result.xcom["download"]
     assert landed["sha256"] == _sha(env.served_file(task_id)) == _sha(landed["path"])
     assert os.path.dirname(landed["path"]).startswith(str(tmp_path) + "/20")  # the run's ds

@@ -52,7 +52,7 @@ def test_pending_processing_complete(sandbox, start, mode):
     result = _wait(f"ok_{mode}", task_id, **MODES[mode])
     assert result.state == "success" and result.tasks == {"wait": "success"}
     xcom = result.xcom["wait"]
-    assert xcom["status"] == "COMPLETE" and xcom["export_id"] == task_id and xcom["num_errors"] == 0
+    assert xcom["status"] == "COMPLETE" and xcom["export_task_id"] == task_id and xcom["num_errors"] == 0
     assert xcom["completed_at"] and xcom["requested_at"]
     assert "Signature" not in str(xcom) and sandbox.files_url not in str(xcom)
     agents = _agents(sandbox, task_id)
@@ -196,7 +196,7 @@ def test_templated_task_id_from_xcom(sandbox, start):
     """
     result = run_dag("templated", source, task_id=task_id)
     assert result.tasks == {"start_export": "success", "wait": "success"}
-    assert result.xcom["wait"]["export_id"] == task_id
+    assert result.xcom["wait"]["export_task_id"] == task_id
 
 
 def test_deferrable_defaults_from_config(monkeypatch):

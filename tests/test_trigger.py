@@ -40,7 +40,7 @@ async def test_success_event_without_signed_url(sandbox, start):
     task_id = start(pending_polls=1, processing_polls=1)
     (event,) = await _events(_trigger(task_id))
     assert event["status"] == "success" and event["export_task_id"] == task_id
-    assert event["export"]["status"] == "COMPLETE" and event["export"]["export_id"] == task_id
+    assert event["export"]["status"] == "COMPLETE" and event["export"]["export_task_id"] == task_id
     assert "Signature" not in json.dumps(event) and sandbox.files_url not in json.dumps(event)
     assert len(sandbox.api_requests("/status")) == 3
 
@@ -222,6 +222,6 @@ async def test_restart_from_serialized_form_resumes_the_wait(sandbox, start):
     revived = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
     assert revived.started_at == first.started_at and revived.deadline == first.deadline
     (event,) = await _events(revived)
-    assert event["status"] == "success" and event["export"]["export_id"] == task_id
+    assert event["status"] == "success" and event["export"]["export_task_id"] == task_id
     assert len(sandbox.api_requests("/status")) > polls_before
     assert len(sandbox.api_requests("/async", method="POST")) == 1

@@ -288,37 +288,41 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         self._landed: dict[str, list[dict[str, Any]]] = {}
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
-        task_id = validate_id(external_id, "export_task_id")
+        export_task_id = validate_id(external_id, "export_task_id")
         state = PollState(
-            task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
+            export_task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
         )
         if self.deferrable:
             # The sensor's routine: check once (a transient error there means "poll again"), then defer.
             done = check_once(
-                lambda: self.hook.get_export_status(task_id), state, accept_errors=self.accept_errors
+                lambda: self.hook.get_export_status(export_task_id), state, accept_errors=self.accept_errors
             )
             if done is None:
                 defer_to_trigger(self, state, self.hubspot_conn_id, timeout=self.timeout)
         else:
             wait_for_export(
-                lambda: self.hook.get_export_status(task_id),
+                lambda: self.hook.get_export_status(export_task_id),
                 state,
                 timeout=self.timeout,
                 accept_errors=self.accept_errors,
             )
-        return self.get_job_result(task_id, context)
+        return self.get_job_result(export_task_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         # The mixin may ask twice (after polling, and again for its return value): download once.
-        task_id = validate_id(external_id, "export_task_id")
-        if task_id not in self._landed:
-            self._landed[task_id] = self.hook.download_export(
-                task_id, self.destination, unzip=self.unzip, overwrite=self.overwrite, filename=self.filename
+        export_task_id = validate_id(external_id, "export_task_id")
+        if export_task_id not in self._landed:
+            self._landed[export_task_id] = self.hook.download_export(
+                export_task_id,
+                self.destination,
+                unzip=self.unzip,
+                overwrite=self.overwrite,
+                filename=self.filename,
             )
-            record_outlet_events(context, self.outlets, task_id, self._landed[task_id])
-        return self._landed[task_id]
+            record_outlet_events(context, self.outlets, export_task_id, self._landed[export_task_id])
+        return self._landed[export_task_id]
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        task_id = validate_id(check_event(event).get("export_task_id"), "export_task_id")
-        complete_from_event(event, task_id, accept_errors=self.accept_errors, log=self.log)
-        return self.get_job_result(task_id, context)
+        export_task_id = validate_id(check_event(event).get("export_task_id"), "export_task_id")
+        complete_from_event(event, export_task_id, accept_errors=self.accept_errors, log=self.log)
+        return self.get_job_result(export_task_id, context)

@@ -43,7 +43,7 @@ class HubSpotExportSensor(LazyHubSpotHook, BaseSensorOperator):
     """Waits until a HubSpot export is COMPLETE (success) or CANCELED (failure, or skip with
     ``soft_fail``).
 
-    The XCom value is the final status as a dict (``export_id``, ``status``, ``num_errors``,
+    The XCom value is the final status as a dict (``export_task_id``, ``status``, ``num_errors``,
     ``errors`` and the timestamps), without the signed result URL: it is a short-lived credential,
     and the download step asks HubSpot for a fresh one.
 
@@ -117,7 +117,7 @@ class HubSpotExportSensor(LazyHubSpotHook, BaseSensorOperator):
     # -- all modes -------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         self.export_task_id = validate_id(self.export_task_id, "export_task_id")
-        self._state.task_id = self.export_task_id
+        self._state.export_task_id = self.export_task_id
         if not self.deferrable:
             if self.reschedule:
                 read_reschedule_dates(context)

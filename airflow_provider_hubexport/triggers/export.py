@@ -113,9 +113,9 @@ class HubSpotExportTrigger(BaseTrigger):
         from airflow_provider_hubexport.exceptions import HubSpotExportError
         from airflow_provider_hubexport.hooks.hubspot_async import HubSpotAsyncHook
 
-        task_id = self.export_task_id
+        export_task_id = self.export_task_id
         state = PollState(
-            task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
+            export_task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
         )
         try:
             async with HubSpotAsyncHook(self.hubspot_conn_id, log=self.log) as hook:
@@ -125,10 +125,10 @@ class HubSpotExportTrigger(BaseTrigger):
                     if remaining > 0:
                         await asyncio.sleep(state.next_wait(time.time() - self.started_at, remaining))
                     if self._until_deadline() <= 0:
-                        yield TriggerEvent(timeout_event(task_id, self.timeout or 0))
+                        yield TriggerEvent(timeout_event(export_task_id, self.timeout or 0))
                         return
                     try:
-                        status = state.seen(await hook.get_export_status(task_id))
+                        status = state.seen(await hook.get_export_status(export_task_id))
                     except HubSpotExportError as err:
                         state.failed(err)  # re-raises when it is not worth another poll
                         continue
@@ -136,4 +136,4 @@ class HubSpotExportTrigger(BaseTrigger):
                         yield TriggerEvent(status_event(status))
                         return
         except HubSpotExportError as err:  # permanent, too many in a row, or an unreadable connection
-            yield TriggerEvent(error_event(task_id, err))
+            yield TriggerEvent(error_event(export_task_id, err))
