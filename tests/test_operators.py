@@ -109,7 +109,7 @@ with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as d
     body = env.api_requests("/async", method="POST")[0].body
     assert b'"exportName": "contacts 20' in body
     assert _asset_event_extra("file://" + str(tmp_path)) == {
-        "hubspot_export_id": task_id,
+        "hubspot_export_task_id": task_id,
         "files": [landed["path"]],
     }
 
@@ -125,7 +125,7 @@ def _asset_event_extra(uri):
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
             .where(AssetModel.uri == uri)
         ).all()[-1]
-        return {k: v for k, v in event.extra.items() if k in ("hubspot_export_id", "files")}
+        return {k: v for k, v in event.extra.items() if k in ("hubspot_export_task_id", "files")}
 
 
 def test_start_retry_reconnects_instead_of_starting_again(env):

@@ -110,6 +110,17 @@ async def test_trigger_event_from_the_sandbox_has_no_old_key(sandbox, connect):
     assert not OLD_KEYS & _keys(event), event
 
 
+def test_asset_event_extra_names_the_id_hubspot_export_task_id():
+    from types import SimpleNamespace
+
+    from airflow_provider_hubexport.operators.export import record_outlet_events
+
+    outlet = "file:///data/hubspot"
+    events = {outlet: SimpleNamespace(extra={})}
+    record_outlet_events({"outlet_events": events}, [outlet], "42", [{"path": "/data/hubspot/x.csv"}])
+    assert events[outlet].extra == {"hubspot_export_task_id": "42", "files": ["/data/hubspot/x.csv"]}
+
+
 # ---------------------------------------------------------------------------------------------
 # (b) What 0.1.0 wrote is still read (until 0.3).
 # ---------------------------------------------------------------------------------------------

@@ -235,7 +235,10 @@ def record_outlet_events(
         return
     for outlet in outlets:
         try:
-            events[outlet].extra = {"hubspot_export_id": export_task_id, "files": [f["path"] for f in landed]}
+            events[outlet].extra = {
+                "hubspot_export_task_id": export_task_id,
+                "files": [f["path"] for f in landed],
+            }
         except (KeyError, TypeError, AttributeError):
             continue  # not an Asset (e.g. an alias); Airflow records its event as usual
 
