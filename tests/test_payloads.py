@@ -167,3 +167,22 @@ def test_all_in_one_operator_resumes_from_a_0_1_0_event():
         {"path": "/tmp/out/x.csv", "size": 1, "sha256": "0"}
     ]
     assert downloads == [("42", "/tmp/out")]
+
+
+@pytest.mark.parametrize(
+    "upstream", [{"export_task_id": "42", "status": "COMPLETE"}, OLD_EXPORT], ids=["new", "0.1.0"]
+)
+def test_download_operator_reads_the_sensors_xcom_value(upstream):
+    from airflow_provider_hubexport.operators.export import HubSpotDownloadExportOperator
+
+    downloads = []
+
+    class Hook:
+        def download_export(self, export_task_id, destination, **kwargs):
+            downloads.append(export_task_id)
+            return []
+
+    op = HubSpotDownloadExportOperator(task_id="download", export_task_id=upstream, destination="/tmp/out")
+    op._hook_instance = Hook()
+    op.execute({})
+    assert downloads == ["42"]

@@ -5,7 +5,7 @@ DAG files import this module on every parse: it imports no HTTP library and not 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from airflow_provider_hubexport.polling import (
     PollState,
     check_event,
     complete_from_event,
+    export_task_id_of,
 )
 from airflow_provider_hubexport.validation import validate_export_request, validate_id
 from airflow_provider_hubexport.waiting import check_once, defer_to_trigger, wait_for_export
@@ -181,7 +182,8 @@ class HubSpotDownloadExportOperator(LazyHubSpotHook, BaseOperator):
     destination so downstream DAGs can be scheduled on it.
 
     :param export_task_id: the export's task id (templated), e.g.
-        ``"{{ ti.xcom_pull(task_ids='start_export') }}"``.
+        ``"{{ ti.xcom_pull(task_ids='start_export') }}"``, or the sensor's XCom value (a dict with
+        ``export_task_id``), e.g. ``wait.output``.
     :param destination: a local directory, or an ``ObjectStoragePath`` URI such as
         ``s3://bucket/hubspot/{{ ds }}/`` (templated).
     :param unzip: extract a ZIP's files into ``destination`` instead of landing the ZIP.
@@ -197,7 +199,7 @@ class HubSpotDownloadExportOperator(LazyHubSpotHook, BaseOperator):
     def __init__(
         self,
         *,
-        export_task_id: str | int,
+        export_task_id: str | int | Mapping[str, Any],
         destination: Any,
         unzip: bool = False,
         overwrite: bool = True,
@@ -214,7 +216,10 @@ class HubSpotDownloadExportOperator(LazyHubSpotHook, BaseOperator):
         self.hubspot_conn_id = hubspot_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        export_task_id = validate_id(self.export_task_id, "export_task_id")
+        given = self.export_task_id
+        if isinstance(given, Mapping):  # the sensor's XCom value, in this release's shape or 0.1.0's
+            given = export_task_id_of(given)
+        export_task_id = validate_id(given, "export_task_id")
         landed = self.hook.download_export(
             export_task_id,
             self.destination,
