@@ -211,7 +211,8 @@ def parse_status(payload: Any, export_task_id: str) -> ExportStatus:
     if not isinstance(num_errors, int) or isinstance(num_errors, bool):
         num_errors = len(errors)
     result = payload.get("result")
-    if status == "COMPLETE" and not isinstance(result, str):
+    if status == "COMPLETE" and not (isinstance(result, str) and result.startswith(("https://", "http://"))):
+        # An empty or relative 'result' would only fail later, at the download, with a vaguer error.
         raise _malformed("export status", "COMPLETE without a 'result' URL")
     return ExportStatus(
         export_task_id=export_task_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_hubexport.api import (
@@ -40,6 +40,8 @@ FAST = settings(max_examples=300, deadline=None)
 
 @FAST
 @given(st.one_of(json_values, status_like))
+@example({"status": "COMPLETE", "result": ""})  # found by this test: an empty URL passed as COMPLETE
+@example({"status": "COMPLETE", "result": "/relative/x.csv"})
 def test_status_parser_never_crashes(payload):
     try:
         status = parse_status(payload, "7")
