@@ -5,6 +5,7 @@ AIRFLOW_HOME is set before anything imports airflow, so no test touches ~/airflo
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -96,6 +97,14 @@ def hook(connect):
     h = HubSpotHook()
     yield h
     h.close()
+
+
+def arrival_gaps(requests) -> list[float]:
+    """Seconds between consecutive requests as the sandbox saw them arrive: a client that waited
+    ``w`` before resending shows a gap of at least ``w`` however loaded the machine is (load only
+    lengthens gaps), so waits are asserted from the sandbox's record, never from a stopwatch."""
+    times = [r.at for r in requests]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 CONTACTS = {

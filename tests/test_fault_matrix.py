@@ -93,6 +93,14 @@ def faulty(sandbox, connect, tmp_path):
     return sandbox, plan
 
 
+def _assert_hit(injected: Any, fault: Fault) -> None:
+    """The step met its fault: a row whose fault never fired would pass without testing anything."""
+    if injected is not None:
+        assert injected.after == 0 and injected.times < fault.inject.get("times", 1), (
+            f"the {fault.name!r} fault was never served"
+        )
+
+
 def _check(outcome: str, call):
     if outcome == OK:
         return call()
@@ -107,8 +115,9 @@ def test_start(faulty, fault):
     from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
 
     sandbox, _ = faulty
-    sandbox.inject(path="/async", **fault.inject)
+    injected = sandbox.inject(path="/async", **fault.inject)
     task_id = _check(fault.start, lambda: HubSpotHook().start_export(CONTACTS))
+    _assert_hit(injected, fault)
     posts = len(sandbox.api_requests("/async", method="POST"))
     if fault.start == OK:
         assert task_id in sandbox.exports
@@ -123,9 +132,9 @@ def test_status(faulty, fault):
     sandbox, plan = faulty
     sandbox.plan_next(**plan(fault, done_at_once=True))
     task_id = HubSpotHook().start_export(CONTACTS)
-    if fault.inject:
-        sandbox.inject(path="/status", **fault.inject)
+    injected = sandbox.inject(path="/status", **fault.inject) if fault.inject else None
     _check(fault.status, lambda: HubSpotHook().get_export_status(task_id))
+    _assert_hit(injected, fault)
 
 
 POLL_MODES = {
@@ -144,7 +153,7 @@ with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1), catc
 """
 
 
-# What the older Airflow legs run of the poll step, in every mode: a tolerated transient error, a
+# What the other legs (older Airflow, other Pythons) run of the poll step, in every mode: a tolerated transient error, a
 # budget that runs out, a status HubSpot never documented, CANCELED, COMPLETE with errors and a
 # timeout. The other faults differ only below the sensor (the hook), which those cases already cross.
 LEG_POLL_FAULTS = {
@@ -156,7 +165,7 @@ LEG_POLL_FAULTS = {
     "queued behind another export",
 }
 POLL_CASES = [
-    pytest.param(f, id=f.name, marks=() if f.name in LEG_POLL_FAULTS else pytest.mark.newest_only)
+    pytest.param(f, id=f.name, marks=() if f.name in LEG_POLL_FAULTS else pytest.mark.repetition)
     for f in FAULTS
     if f.poll
 ]
@@ -170,11 +179,13 @@ def test_poll(faulty, airflow_db, fault, mode):
     sandbox, plan = faulty
     sandbox.plan_next(**plan(fault))
     task_id = HubSpotHook().start_export(CONTACTS)
-    if fault.inject:
-        sandbox.inject(path="/status", after=1, **fault.inject)  # after the first check
+    injected = (
+        sandbox.inject(path="/status", after=1, **fault.inject) if fault.inject else None
+    )  # after the first check
     name = re.sub(r"\W+", "_", f"fault_{fault.name}_{mode}").lower()
     result = run_dag(name, SENSOR_DAG, task_id=task_id, kwargs=POLL_MODES[mode])
     assert result.tasks == {"wait": "success" if fault.poll == OK else "failed"}
+    _assert_hit(injected, fault)
     if fault.poll == OK:
         assert result.xcom["wait"]["status"] == "COMPLETE"
 
@@ -189,12 +200,12 @@ def test_download(faulty, fault, tmp_path):
     sandbox.plan_next(**plan(fault, done_at_once=True))
     hook = HubSpotHook()
     task_id = hook.start_export(CONTACTS)
-    if fault.inject:
-        sandbox.inject(path="/status", **fault.inject)
+    injected = sandbox.inject(path="/status", **fault.inject) if fault.inject else None
     destination = tmp_path / "out"
     landed = _check(
         fault.download, lambda: hook.download_export(task_id, destination, **fault.download_kwargs)
     )
+    _assert_hit(injected, fault)
     if landed:
         (item,) = landed
         served = sandbox.served_file(task_id)
@@ -216,9 +227,3 @@ def test_daily_export_quota(faulty):
         HubSpotHook().start_export(CONTACTS)
     assert "daily export limit" in str(err.value) and "30 exports per rolling 24 hours" in str(err.value)
     assert len(sandbox.api_requests("/async", method="POST")) == 2  # not retried: seconds cannot help
-
-
-def test_matrix_size():
-    cases = sum(bool(f.start) + bool(f.status) + 3 * bool(f.poll) + bool(f.download) for f in FAULTS) + 1
-    print(f"\nfault matrix: {len(FAULTS) + 1} faults, {cases} step/fault cases")
-    assert cases >= 60

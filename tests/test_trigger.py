@@ -9,7 +9,14 @@ import types
 from itertools import pairwise
 
 import pytest
-from conftest import CONTACTS, SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, SECRET_REFRESH_TOKEN, SECRET_TOKEN
+from conftest import (
+    CONTACTS,
+    SECRET_CLIENT_ID,
+    SECRET_CLIENT_SECRET,
+    SECRET_REFRESH_TOKEN,
+    SECRET_TOKEN,
+    arrival_gaps,
+)
 
 from airflow_provider_hubexport.hooks.hubspot_async import _SharedSession
 from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
@@ -79,12 +86,28 @@ async def test_transient_errors_bounded(sandbox, start):
     assert len(sandbox.api_requests("/status")) == 8  # two polls of four attempts
 
 
-async def test_timeout_event(sandbox, start):
+def _record_async_sleeps(monkeypatch) -> list[float]:
+    """The waits the trigger asks of ``asyncio.sleep`` (its module's only), still waited for real."""
+    import airflow_provider_hubexport.triggers.export as module
+
+    asked: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        asked.append(seconds)
+        await real_sleep(seconds)
+
+    monkeypatch.setattr(module, "asyncio", types.SimpleNamespace(sleep=sleep))
+    return asked
+
+
+async def test_timeout_event(sandbox, start, monkeypatch):
     task_id = start(pending_seconds=3600)
-    started = time.monotonic()
-    (event,) = await _events(_trigger(task_id, poll_interval=0.2, deadline=time.time() + 0.7, timeout=0.7))
+    asked = _record_async_sleeps(monkeypatch)
+    # A 30 s poll interval and a 0.7 s deadline: the wait ends at the deadline, not an interval later.
+    (event,) = await _events(_trigger(task_id, poll_interval=30, deadline=time.time() + 0.7, timeout=0.7))
     assert event["status"] == "timeout" and "0.7" in event["message"]
-    assert time.monotonic() - started < 3
+    assert asked and max(asked) <= 0.7  # never slept past the deadline
 
 
 async def test_serialize_round_trip(sandbox, start):
@@ -168,10 +191,12 @@ async def test_concurrent_oauth_refresh_happens_once(sandbox, connect):
 async def test_retry_after_respected_between_polls(sandbox, start):
     task_id = start(pending_polls=0, processing_polls=0)
     sandbox.inject("status", status=429, retry_after=0.3, path="/status", times=4)
-    started = time.monotonic()
     (event,) = await _events(_trigger(task_id, poll_interval=0.01))
     assert event["status"] == "success"
-    assert time.monotonic() - started >= 0.3 * 4
+    calls = sandbox.api_requests("/status")
+    assert (
+        len(calls) == 5 and min(arrival_gaps(calls)) >= 0.3
+    )  # each 429's Retry-After, not the 0.01 s interval
 
 
 async def test_two_hour_export_costs_tens_of_calls(sandbox, start, monkeypatch, capsys):
