@@ -13,7 +13,7 @@ import tenacity
 import urllib3
 from airflow.providers.http.hooks.http import HttpHook
 
-from airflow_provider_hubexport import auth_flow
+from airflow_provider_hubexport.hooks import auth_flow
 from airflow_provider_hubexport.api import (
     ApiRequest,
     ExportStatus,

@@ -19,7 +19,7 @@ import aiohttp
 import tenacity
 from airflow.providers.http.hooks.http import HttpAsyncHook
 
-from airflow_provider_hubexport import auth_flow
+from airflow_provider_hubexport.hooks import auth_flow
 from airflow_provider_hubexport.api import (
     ApiRequest,
     ExportStatus,
