@@ -39,7 +39,8 @@ def find_missing_scopes(body: Any) -> list[str]:
     if isinstance(body, Mapping):
         _scopes_in(body.get("context"), found)
         _scopes_in(body.get("message"), found)
-        for err in body.get("errors") or []:
+        errors = body.get("errors")
+        for err in errors if isinstance(errors, list) else []:
             if isinstance(err, Mapping):
                 _scopes_in(err.get("context"), found)
                 _scopes_in(err.get("message"), found)
