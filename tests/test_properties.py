@@ -4,6 +4,7 @@ clear ``HubSpotExportError``, never an unhandled exception."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import example, given, settings
@@ -39,7 +40,9 @@ status_like = st.fixed_dictionaries(
         "completedAt": json_values | st.just(1764324000000),
     },
 )
-FAST = settings(max_examples=300, deadline=None)
+# ``make test`` draws the same examples every run, so a red build always means a change broke
+# something; HYPOTHESIS_RANDOM=1 draws new ones (and found the two examples pinned below).
+FAST = settings(max_examples=300, deadline=None, derandomize=os.environ.get("HYPOTHESIS_RANDOM") != "1")
 
 
 @FAST

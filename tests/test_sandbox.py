@@ -18,6 +18,9 @@ from conftest import CONTACTS, SECRET_TOKEN
 
 from airflow_provider_hubexport.sandbox import Packaging, Sandbox
 
+# The sandbox imports nothing of Airflow: only the Python version matters here.
+pytestmark = pytest.mark.no_airflow
+
 AUTH = {"Authorization": f"Bearer {SECRET_TOKEN}"}
 
 
