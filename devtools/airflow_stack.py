@@ -8,6 +8,7 @@ stop on SIGINT, so ``stop`` escalates to SIGTERM and SIGKILL, and leaves no proc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -211,6 +212,25 @@ class AirflowStack:
             return state if state in ("success", "failed") else None
 
         return self.wait_until(f"run {run_id} of {dag_id}", finished, timeout, every=0.25), seen
+
+    def failure_report(self, dag_id: str, run_ids: list[str], *, runs: int = 2, lines: int = 30) -> str:
+        """Why runs failed: each task's state and the end of its log, for the first few failed runs
+        (an assertion on counts alone says nothing a CI reader can act on)."""
+        report = []
+        for run_id in [r for r in run_ids if self.run_state(dag_id, r) == "failed"][:runs]:
+            tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+            for ti in tis:
+                path = (
+                    f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}"
+                )
+                try:
+                    content = self.api("GET", path, params={"full_content": "true"})["content"]
+                    text = [json.dumps(line) if not isinstance(line, str) else line for line in content]
+                except Exception as err:  # noqa: BLE001 - the report must not hide the failure
+                    text = [f"(no log: {err})"]
+                report.append(f"--- {run_id} {ti['task_id']} {ti['state']} try {ti['try_number']}")
+                report += text[-lines:]
+        return "\n".join(report)
 
     def log_of(self, name: str) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob(f"{name}-*.log")))

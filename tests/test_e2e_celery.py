@@ -124,7 +124,7 @@ def test_fifty_waits_two_triggerers_one_killed(celery_stack, monkeypatch):
 
     states = stack.wait_until("all 50 runs", all_done, timeout=600, every=2)
     print(f"{WAITS} runs finished {time.monotonic() - started:.1f} s after the first trigger")
-    assert states.count("success") == WAITS
+    assert states.count("success") == WAITS, stack.failure_report("e2e_wait", runs)
 
     # From the sandbox's complete record: every export was polled by a triggerer, each export's
     # polls came from one triggerer at a time (the victim's, then the survivor's, never back and
