@@ -13,7 +13,6 @@ import tenacity
 import urllib3
 from airflow.providers.http.hooks.http import HttpHook
 
-from airflow_provider_hubexport.hooks import auth_flow
 from airflow_provider_hubexport.api import (
     ApiRequest,
     ExportStatus,
@@ -32,7 +31,7 @@ from airflow_provider_hubexport.exceptions import (
     HubSpotExportError,
     HubSpotExportRequestError,
 )
-from airflow_provider_hubexport.hooks import auth
+from airflow_provider_hubexport.hooks import auth, auth_flow
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.hooks.endpoint import endpoint_path, endpoint_request
 from airflow_provider_hubexport.hooks.retry import RetryPolicy

@@ -19,7 +19,6 @@ import aiohttp
 import tenacity
 from airflow.providers.http.hooks.http import HttpAsyncHook
 
-from airflow_provider_hubexport.hooks import auth_flow
 from airflow_provider_hubexport.api import (
     ApiRequest,
     ExportStatus,
@@ -30,7 +29,7 @@ from airflow_provider_hubexport.api import (
 from airflow_provider_hubexport.compat import aget_connection, amask_secret
 from airflow_provider_hubexport.errors import error_from_response, read_response, transient_error
 from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
-from airflow_provider_hubexport.hooks import auth
+from airflow_provider_hubexport.hooks import auth, auth_flow
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.hooks.endpoint import endpoint_request
 from airflow_provider_hubexport.validation import validate_id
