@@ -13,6 +13,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+import pluggy
 from conftest import DAGS_DIR
 
 
@@ -22,6 +23,8 @@ class RunResult:
     tasks: dict[str, str]
     xcom: dict[str, Any] = field(default_factory=dict)
     tries: dict[str, int] = field(default_factory=dict)
+    # task id -> the exception its last failed try raised (a state alone would pass on a TypeError)
+    errors: dict[str, BaseException] = field(default_factory=dict)
 
 
 def run_dag(
@@ -43,10 +46,55 @@ def run_dag(
         spec.loader.exec_module(module)
         _register_assets(module.dag)
         _share_the_execution_api()
+        errors = _record_failures(module.dag)
         dag_run = module.dag.test(**(test_kwargs or {}))
-        return _read(dag_run)
+        result = _read(dag_run)
+        result.errors = errors
+        return result
     finally:
         os.remove(path)
+
+
+def assert_failed_with(result: RunResult, task_id: str, error: type[BaseException], pattern: str) -> None:
+    """The task failed, and for the reason the test means: the exception's type and message."""
+    import re
+
+    assert result.tasks[task_id] == "failed", result.tasks
+    raised = result.errors.get(task_id)
+    assert isinstance(raised, error), f"{task_id} failed with {raised!r}, not {error.__name__}"
+    assert re.search(pattern, str(raised), re.S), f"{pattern!r} not in {str(raised)!r}"
+
+
+class _FailureListener:
+    """Notes the exception of every failed task try: Airflow's task runner tells its listeners
+    (``on_task_instance_failed``, the same on 3.0 to 3.3) and ``dag.test()`` runs tasks in this
+    process. Registered once; each run reads what its own tasks raised."""
+
+    hookimpl = pluggy.HookimplMarker("airflow")
+
+    def __init__(self) -> None:
+        self.errors: dict[str, BaseException] = {}
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
+        if isinstance(error, BaseException):
+            self.errors[task_instance.task_id] = error
+
+
+_listener: _FailureListener | None = None
+
+
+def _record_failures(dag: Any) -> dict[str, BaseException]:
+    global _listener
+    if _listener is None:
+        try:
+            from airflow.sdk.listener import get_listener_manager  # Airflow >= 3.2
+        except ImportError:
+            from airflow.listeners.listener import get_listener_manager
+        _listener = _FailureListener()
+        get_listener_manager().add_listener(_listener)
+    _listener.errors = {}
+    return _listener.errors
 
 
 def _share_the_execution_api() -> None:

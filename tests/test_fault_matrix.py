@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 from conftest import CONTACTS
-from dagrun import run_dag
+from dagrun import assert_failed_with, run_dag
 
-from airflow_provider_hubexport.exceptions import HubSpotExportError
+from airflow_provider_hubexport.compat import AirflowSensorTimeout
+from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
 from airflow_provider_hubexport.sandbox import Packaging
 
 OK = "ok"
@@ -31,7 +32,8 @@ class Fault:
     plan: dict[str, Any] = field(default_factory=dict)  # the export's plan
     start: str | None = None  # OK, a regex the failure must match, or None: not applicable
     status: str | None = None
-    poll: str | None = None  # OK or "failed"
+    poll: str | None = None  # OK, or a regex the failed task's exception must match
+    poll_error: type[BaseException] = HubSpotExportError  # the type of that exception
     download: str | None = None
     download_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -44,7 +46,7 @@ FAULTS = [
           start=OK, status=OK, poll=OK, download=OK),
     Fault("429 storm past the retry budget", {"kind": "status", "status": 429, "retry_after": 0.02, "times": 10**6},
           start=r"rate limit.*Gave up after 4 attempt", status=r"rate limit.*Gave up after 4 attempt",
-          poll="failed", download=r"rate limit.*Gave up"),
+          poll=r"rate limit.*Gave up after 4 attempt", download=r"rate limit.*Gave up"),
     Fault("500", {"kind": "status", "status": 500, "retry_after": 0.05, "times": 2},
           start=NOT_RESENT, status=OK, poll=OK, download=OK),
     Fault("502", {"kind": "status", "status": 502, "retry_after": 0.05, "times": 2},
@@ -62,12 +64,13 @@ FAULTS = [
     Fault("JSON 200 missing fields", {"kind": "missing_fields", "times": 1},
           start=r"malformed.*no 'id'.*" + NOT_RESENT, status=OK, poll=OK, download=OK),
     Fault("unknown status value", {"kind": "unknown_status", "times": 10**6},
-          status=r"unknown status 'EXPLODED'.*Upgrade", poll="failed", download=r"unknown status"),
+          status=r"unknown status 'EXPLODED'.*Upgrade", poll=r"unknown status 'EXPLODED'", download=r"unknown status"),
     Fault("CANCELED with errors",
           plan={"cancel": True, "errors": [{"message": "Property 'x' does not exist"}]},
-          status=OK, poll="failed", download=r"canceled.*Property 'x' does not exist"),
+          status=OK, poll=r"canceled.*Property 'x' does not exist", poll_error=HubSpotExportCanceledError,
+          download=r"canceled.*Property 'x' does not exist"),
     Fault("COMPLETE with numErrors > 0", plan={"errors": [{"message": "12 rows skipped"}]},
-          status=OK, poll="failed", download=OK),
+          status=OK, poll=r"12 rows skipped.*accept_errors", download=OK),
     Fault("expired signed URL", plan={"expired_urls": 2}, status=OK, poll=OK, download=OK),
     Fault("download cut short", plan={"cut_downloads": 2, "row_count": 5000}, status=OK, poll=OK, download=OK),
     Fault("ZIP with a damaged directory", plan={"corrupt": "directory", "row_count": 3000}, status=OK, poll=OK,
@@ -77,7 +80,7 @@ FAULTS = [
     Fault("ZIP with unsafe member names", plan={"unsafe_zip": True}, status=OK, poll=OK,
           download=r"Refused to extract.*'\.\./escaped\.csv'", download_kwargs={"unzip": True}),
     Fault("queued behind another export", plan={"pending_seconds": 3600, "pending_polls": None, "processing_polls": None},
-          status=OK, poll="failed", download=r"is PENDING, not COMPLETE.*HubSpotExportSensor"),
+          status=OK, poll=r"(?i)timed out|timeout", poll_error=AirflowSensorTimeout, download=r"is PENDING, not COMPLETE.*HubSpotExportSensor"),
 ]  # fmt: skip
 IDS = [f.name for f in FAULTS]
 
@@ -184,6 +187,8 @@ def test_poll(faulty, airflow_db, fault, mode):
     )  # after the first check
     name = re.sub(r"\W+", "_", f"fault_{fault.name}_{mode}").lower()
     result = run_dag(name, SENSOR_DAG, task_id=task_id, kwargs=POLL_MODES[mode])
+    if fault.poll != OK:
+        assert_failed_with(result, "wait", fault.poll_error, fault.poll)
     assert result.tasks == {"wait": "success" if fault.poll == OK else "failed"}
     _assert_hit(injected, fault)
     if fault.poll == OK:

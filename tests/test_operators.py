@@ -6,10 +6,10 @@ import hashlib
 import os
 
 import pytest
-from dagrun import run_dag
+from dagrun import assert_failed_with, run_dag
 
 from airflow_provider_hubexport.compat import HAS_RESUMABLE_JOBS
-from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
+from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportRequestError
 from airflow_provider_hubexport.operators.export import build_export_request
 
 HEADER = """
@@ -72,7 +72,8 @@ with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as d
     HubSpotStartExportOperator(task_id="start", object_type="CONTACT", object_properties=[], retries=0)
 """
     )
-    assert run_dag("bad_request", source).tasks == {"start": "failed"}
+    result = run_dag("bad_request", source)
+    assert_failed_with(result, "start", HubSpotExportRequestError, r"objectProperties.*non-empty list")
     assert env.requests == []
 
 
@@ -233,5 +234,6 @@ with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as d
 """
     )
     result = run_dag("one_task_canceled", source, dest=str(tmp_path))
-    assert result.tasks == {"export": "failed"} and result.tries["export"] == 1
+    assert result.tries["export"] == 1
+    assert_failed_with(result, "export", HubSpotExportCanceledError, r"canceled")
     assert os.listdir(tmp_path) == []

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 from conftest import CONTACTS, SECRET_TOKEN
-from dagrun import run_dag
+from dagrun import assert_failed_with, run_dag
+
+from airflow_provider_hubexport.compat import AirflowSensorTimeout
+from airflow_provider_hubexport.exceptions import (
+    HubSpotExportCanceledError,
+    HubSpotExportError,
+    HubSpotExportRequestError,
+    HubSpotExportTimeoutError,
+)
 
 SENSOR_DAG = """
 import pendulum
@@ -84,6 +92,7 @@ def test_canceled_fails_without_retries(sandbox, start, mode):
     result = _wait(f"canceled_{mode}", task_id, retries=2, retry_delay=0, **MODES[mode])
     assert result.tasks == {"wait": "failed"}  # not up_for_retry: retrying cannot help
     assert result.tries["wait"] == 1
+    assert_failed_with(result, "wait", HubSpotExportCanceledError, rf"{task_id}.*Too many associated objects")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -111,7 +120,7 @@ def test_permanent_error_fails_even_with_soft_fail(sandbox, start, mode):
     # The first status check passes; the next (the trigger's, in deferrable mode) gets a 403.
     sandbox.inject("status", status=403, path="/status", after=1, times=10)
     result = _wait(f"forbidden_{mode}", task_id, soft_fail=True, **MODES[mode])
-    assert result.tasks == {"wait": "failed"}
+    assert_failed_with(result, "wait", HubSpotExportError, r"HTTP 403")
     assert len(sandbox.api_requests("/status")) == 2  # no retry of a 403
 
 
@@ -121,7 +130,7 @@ def test_403_fails_at_once_without_retrying(sandbox, start):
     sandbox.tokens.pop(SECRET_TOKEN)
     sandbox.add_token(SECRET_TOKEN, scopes=())
     result = _wait("forbidden_once", task_id, mode="poke", deferrable=False)
-    assert result.tasks == {"wait": "failed"}
+    assert_failed_with(result, "wait", HubSpotExportError, r"HTTP 403.*crm\.export")
     assert len(sandbox.api_requests("/status")) == 1
 
 
@@ -134,6 +143,8 @@ def test_deferrable_timeout(sandbox, start, soft_fail, expected):
     )
     assert result.tasks == {"wait": expected}
     assert result.tries["wait"] == 1  # a sensor timeout is not retried
+    if expected == "failed":
+        assert_failed_with(result, "wait", HubSpotExportTimeoutError, rf"{task_id}.*8")
     assert _agents(sandbox, task_id)[1:] and set(_agents(sandbox, task_id)[1:]) == {"aiohttp"}
 
 
@@ -144,6 +155,8 @@ def test_poke_timeout(sandbox, start, soft_fail, expected):
         f"poke_timeout_{soft_fail}", task_id, mode="poke", deferrable=False, timeout=1, soft_fail=soft_fail
     )
     assert result.tasks == {"wait": expected}
+    if expected == "failed":
+        assert_failed_with(result, "wait", AirflowSensorTimeout, r"(?i)timed out|timeout")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -159,7 +172,8 @@ def test_rides_out_a_429_storm(sandbox, start, mode):
 def test_complete_with_errors_fails_unless_accepted(sandbox, start):
     errors = [{"message": "3 rows could not be exported"}]
     task_id = start(pending_polls=0, processing_polls=0, errors=errors)
-    assert _wait("with_errors", task_id, mode="poke", deferrable=False).tasks == {"wait": "failed"}
+    result = _wait("with_errors", task_id, mode="poke", deferrable=False)
+    assert_failed_with(result, "wait", HubSpotExportError, r"3 rows could not be exported.*accept_errors")
     result = _wait("with_errors_ok", task_id, mode="poke", deferrable=False, accept_errors=True)
     assert result.tasks == {"wait": "success"} and result.xcom["wait"]["num_errors"] == 1
 
@@ -167,14 +181,15 @@ def test_complete_with_errors_fails_unless_accepted(sandbox, start):
 def test_unknown_status_fails_clearly(sandbox, start):
     task_id = start(pending_polls=3)
     sandbox.inject("unknown_status", path="/status", times=5)
-    assert _wait("unknown", task_id, mode="poke", deferrable=False).tasks == {"wait": "failed"}
+    result = _wait("unknown", task_id, mode="poke", deferrable=False)
+    assert_failed_with(result, "wait", HubSpotExportError, r"unknown status 'EXPLODED'")
     assert len(sandbox.api_requests("/status")) == 1
 
 
 @pytest.mark.parametrize("bad", ["../1", "", "abc"])
 def test_bad_task_id_fails_before_any_request(sandbox, start, bad):
     result = _wait("bad_id", bad, soft_fail=True, deferrable=True)
-    assert result.tasks == {"wait": "failed"}
+    assert_failed_with(result, "wait", HubSpotExportRequestError, r"export_task_id")
     assert sandbox.requests == []
 
 
@@ -258,7 +273,6 @@ def test_bad_polling_knobs_refused(kwargs, message):
     ],
 )
 def test_execute_complete_fails_closed_on_unexpected_events(event):
-    from airflow_provider_hubexport.exceptions import HubSpotExportError
     from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
 
     sensor = HubSpotExportSensor(task_id="w", export_task_id="1")
