@@ -70,6 +70,18 @@ def invalid_request(body: Any) -> str | None:
     return None
 
 
+def export_limit_error(limit: tuple[int, float] | None) -> web.Response:
+    """HubSpot's 429 for its export limit (30 per rolling 24 hours); no Retry-After, as HubSpot."""
+    count, window = limit or (0, 86400.0)
+    period = "24 hour" if window == 86400 else f"{window:g} second"
+    return hubspot_error(
+        429,
+        f"You have reached the limit of {count} exports in a rolling {period} period.",
+        "RATE_LIMITS",
+        subCategory="ExportLimitError.DAILY_EXPORT_LIMIT",
+    )
+
+
 def _prefix(request: web.Request) -> str:
     version = request.match_info.get("version")
     return f"/crm/exports/{version}/export" if version else "/crm/v3/exports/export"
@@ -90,22 +102,17 @@ class ApiHandlers:
         if problem:
             return hubspot_error(400, problem, "VALIDATION_ERROR")
         now = sb.clock()
+        limit = sb.export_limit
         with sb._lock:
-            if sb.daily_export_limit is not None:
-                recent = [e for e in sb.exports.values() if e.created > now - 86400]
-                if len(recent) >= sb.daily_export_limit:
-                    return hubspot_error(
-                        429,
-                        f"You have reached the limit of {sb.daily_export_limit} exports in a rolling "
-                        "24 hour period.",
-                        "RATE_LIMITS",
-                        subCategory="ExportLimitError.DAILY_EXPORT_LIMIT",
-                    )
+            if not sb._starts.admit(now, limit):
+                return export_limit_error(limit)
             export_id = str(sb._next_id)
             sb._next_id += 1
             plan = sb._next_plans.popleft() if sb._next_plans else copy.deepcopy(sb.plan)
             version = request.match_info.get("version", "v3")
-            sb.exports[export_id] = Export(export_id, body, plan, now, version)
+            export = Export(export_id, body, plan, now, version)
+            sb.exports[export_id] = export
+            sb._queue.admit(export, sb.one_at_a_time)
         links = {"status": f"{sb.api_url}{_prefix(request)}/async/tasks/{export_id}/status"}
         return web.json_response({"id": export_id, "links": links}, status=202)
 
@@ -125,14 +132,12 @@ class ApiHandlers:
         export = found
         now = sb.clock()
         with sb._lock:
-            export.polls += 1
-            status = export.status(now)
-            if status in ("COMPLETE", "CANCELED") and export.completed_at is None:
-                export.completed_at = now
+            status = sb._queue.poll(export, now, sb.one_at_a_time)
+            started = export.processing_since(now)
         body: dict[str, Any] = {
             "status": status,
             "requestedAt": iso(export.created),
-            "startedAt": iso(export.created if status == "PENDING" else min(export.created + 0.5, now)),
+            "startedAt": iso(export.created if started is None else started),
             "completedAt": iso(export.completed_at or now),
             "numErrors": 0,
             "errors": [],
@@ -161,7 +166,11 @@ class ApiHandlers:
         if isinstance(found, web.Response):
             return found
         export = found
-        status = export.status(self.sandbox.clock())
+        sb = self.sandbox
+        now = sb.clock()
+        with sb._lock:
+            sb._queue.advance(now, sb.one_at_a_time)
+            status = export.status(now)
         body = {
             "id": export.id,
             "exportName": export.request.get("exportName", ""),

@@ -12,7 +12,8 @@ This module holds ``Sandbox``, the object tests configure and inspect. The work 
 - ``files``: the file host, result files and URL signing
 - ``lifecycle``: listeners and the event loop thread
 - ``wire``: HubSpot's response shapes and the record of requests
-- ``state`` and ``content``: plans, exports and the rows written into files (no HTTP)
+- ``state`` and ``content``: plans, exports, their queue, the export limit and the rows written
+  into files (no HTTP)
 """
 
 from __future__ import annotations
@@ -35,20 +36,53 @@ from airflow_provider_hubexport.sandbox.faults import FaultBook, RateLimiter
 from airflow_provider_hubexport.sandbox.files import FileHost
 from airflow_provider_hubexport.sandbox.lifecycle import Listeners, LoopThread
 from airflow_provider_hubexport.sandbox.peers import ClientProcesses
-from airflow_provider_hubexport.sandbox.state import Export, ExportPlan, Fault, RecordedRequest
+from airflow_provider_hubexport.sandbox.state import (
+    Export,
+    ExportPlan,
+    ExportQueue,
+    ExportRecord,
+    Fault,
+    RecordedRequest,
+    StartBook,
+    most_at_once,
+    most_in_window,
+)
 from airflow_provider_hubexport.sandbox.wire import Recorder, hubspot_error
 
-__all__ = ["DEFAULT_OAUTH_CLIENT", "DEFAULT_TOKEN", "EXPORT_SCOPE", "Sandbox", "hubspot_error"]
+__all__ = [
+    "DAY",
+    "DEFAULT_OAUTH_CLIENT",
+    "DEFAULT_TOKEN",
+    "EXPORT_SCOPE",
+    "HUBSPOT_EXPORT_LIMIT",
+    "Sandbox",
+    "hubspot_error",
+]
 
 DEFAULT_TOKEN = "sandbox-token"
 DEFAULT_OAUTH_CLIENT = ("sandbox-client-id", "sandbox-client-secret", "sandbox-refresh-token")
+DAY = 86400.0
+HUBSPOT_EXPORT_LIMIT = (30, DAY)  # HubSpot's: 30 exports per rolling 24 hours
 
 
 class Sandbox:
     """Start with ``start()`` (or as a context manager) on ephemeral ports; inspect ``requests``.
 
     Its settings (``plan``, ``packaging``, ``clock``, ``tokens``, ``rate_limit``,
-    ``rate_limit_retry_after``, ``daily_export_limit``) may be changed while it runs.
+    ``rate_limit_retry_after``, ``export_limit``, ``one_at_a_time``) may be changed while it runs
+    (``one_at_a_time`` best before the first start).
+
+    HubSpot's limits are off by default, so a test may start as many exports as it likes and have
+    them run side by side; ``export_limit=HUBSPOT_EXPORT_LIMIT, one_at_a_time=True`` is HubSpot:
+
+    - ``export_limit=(N, W)``: at most N starts accepted in any rolling W seconds of ``clock``; the
+      next is refused with HubSpot's daily-limit 429 (no Retry-After, as HubSpot) and not counted.
+      ``daily_export_limit = N`` is the older spelling of ``(N, 86400)``.
+    - ``one_at_a_time``: an export leaves PENDING only once every export started before it is
+      COMPLETE or CANCELED; its ``pending_seconds`` (or ``pending_polls``) count from then.
+
+    The record: ``export_starts()``, ``refused_starts()``, ``export_history()`` and the two
+    summaries tests assert on, ``most_starts_in_window(W)`` and ``most_processing_at_once()``.
     """
 
     def __init__(
@@ -64,6 +98,8 @@ class Sandbox:
         access_token_ttl: int = 1800,
         rate_limit: tuple[int, float] | None = None,
         rate_limit_retry_after: bool = True,
+        export_limit: tuple[int, float] | None = None,
+        one_at_a_time: bool = False,
         daily_export_limit: int | None = None,
         workdir: str | None = None,
         identify_clients: bool = False,
@@ -77,7 +113,10 @@ class Sandbox:
         self.access_token_ttl = access_token_ttl
         self.rate_limit = rate_limit
         self.rate_limit_retry_after = rate_limit_retry_after
-        self.daily_export_limit = daily_export_limit
+        self.export_limit = export_limit
+        if daily_export_limit is not None:
+            self.daily_export_limit = daily_export_limit
+        self.one_at_a_time = one_at_a_time
         self.clock = time.time
         self.tokens: dict[str, dict[str, Any]] = {token: {"scopes": {EXPORT_SCOPE}, "expires": None}}
         self.token = token
@@ -86,6 +125,8 @@ class Sandbox:
         self.exports: dict[str, Export] = {}
         self._next_plans: collections.deque[ExportPlan] = collections.deque()
         self._next_id = 40_000_001
+        self._queue = ExportQueue()
+        self._starts = StartBook()
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="hubspot-sandbox-")
         self._lock = threading.Lock()
@@ -127,6 +168,30 @@ class Sandbox:
             if info["expires"] is not None:
                 info["expires"] = 0.0
 
+    @property
+    def export_limit(self) -> tuple[int, float] | None:
+        """``(N, W)``: N export starts per rolling W seconds (None: no limit)."""
+        return self._export_limit
+
+    @export_limit.setter
+    def export_limit(self, limit: tuple[int, float] | None) -> None:
+        if limit is not None:
+            count, window = limit
+            if int(count) != count or count < 0 or not window > 0:
+                raise ValueError(f"export_limit must be (N >= 0 exports, W > 0 seconds), got {limit!r}")
+            limit = (int(count), float(window))
+        self._export_limit = limit
+
+    @property
+    def daily_export_limit(self) -> int | None:
+        """N of an ``export_limit`` of N per 24 hours (None for no limit or another window)."""
+        limit = self._export_limit
+        return limit[0] if limit is not None and limit[1] == DAY else None
+
+    @daily_export_limit.setter
+    def daily_export_limit(self, count: int | None) -> None:
+        self.export_limit = None if count is None else (count, DAY)
+
     # -- inspection ------------------------------------------------------------------------------
     def api_requests(self, path_contains: str = "", method: str | None = None) -> list[RecordedRequest]:
         return [
@@ -145,6 +210,42 @@ class Sandbox:
         if path is None:
             raise KeyError(f"export {export_id} has no file yet")
         return path
+
+    def export_starts(self) -> list[float]:
+        """When each accepted start request arrived (``clock`` time), in order."""
+        with self._lock:
+            return list(self._starts.accepted)
+
+    def refused_starts(self) -> list[float]:
+        """When each start refused for the export limit arrived (``clock`` time), in order."""
+        with self._lock:
+            return list(self._starts.refused)
+
+    def export_history(self) -> list[ExportRecord]:
+        """Each export's start, when it left PENDING and when it finished, as of now, in start order.
+
+        Timed plans give exact times; poll-counted ones the status request that saw the change.
+        """
+        now = self.clock()
+        with self._lock:
+            self._queue.advance(now, self.one_at_a_time)
+            return [
+                ExportRecord(e.id, e.created, e.processing_since(now), e.finished_at(now), e.status(now))
+                for e in self.exports.values()
+            ]
+
+    def most_starts_in_window(self, window: float | None = None) -> int:
+        """The most accepted starts in any ``window`` seconds (default: the export limit's window)."""
+        if window is None:
+            if self._export_limit is None:
+                raise ValueError("no export_limit is set: say which window")
+            window = self._export_limit[1]
+        return most_in_window(self.export_starts(), window)
+
+    def most_processing_at_once(self) -> int:
+        """The most exports that were PROCESSING at the same time, so far."""
+        spans = [(r.processing_at, r.completed_at) for r in self.export_history()]
+        return most_at_once([(start, end) for start, end in spans if start is not None])
 
     @property
     def api_url(self) -> str:

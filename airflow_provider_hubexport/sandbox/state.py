@@ -1,7 +1,9 @@
-"""What the sandbox knows: export plans, injected faults, recorded requests and exports. No I/O."""
+"""What the sandbox knows: export plans, injected faults, recorded requests, exports and how they
+queue, and the starts HubSpot's export limit allows. No I/O."""
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +97,9 @@ class RecordedRequest:
 
 @dataclass
 class Export:
+    """One export. Its pending time (or polls) counts from ``released_at`` (``released_polls``):
+    its start, or, when HubSpot runs one export at a time, the moment the line ahead of it cleared."""
+
     id: str
     request: dict[str, Any]
     plan: ExportPlan
@@ -103,22 +108,157 @@ class Export:
     polls: int = 0
     file_path: str | None = None
     downloads: int = 0
-    completed_at: float | None = None
+    completed_at: float | None = None  # set when a status request first sees it final
+    released_at: float | None = None  # None: waiting behind another export
+    released_polls: int = 0  # status requests it got before it was released (they do not count)
+    processing_seen: float | None = None  # poll-counted plans: the status request that left PENDING
 
     def status(self, now: float) -> str:
         plan = self.plan
         final = "CANCELED" if plan.cancel else "COMPLETE"
+        if self.released_at is None:
+            return "PENDING"
         if plan.poll_based:
             pending = plan.pending_polls or 0
             processing = plan.processing_polls or 0
-            if self.polls <= pending:
+            polls = self.polls - self.released_polls
+            if polls <= pending:
                 return "PENDING"
-            if self.polls <= pending + processing:
+            if polls <= pending + processing:
                 return "PROCESSING"
             return final
-        elapsed = now - self.created
+        elapsed = now - self.released_at
         if elapsed < plan.pending_seconds:
             return "PENDING"
         if elapsed < plan.pending_seconds + plan.processing_seconds:
             return "PROCESSING"
         return final
+
+    def processing_since(self, now: float) -> float | None:
+        """When it left PENDING, if it has by ``now``: exact for timed plans, observed for poll-counted."""
+        if self.released_at is None:
+            return None
+        if self.plan.poll_based:
+            return self.processing_seen
+        at = self.released_at + self.plan.pending_seconds
+        return at if at <= now else None
+
+    def finished_at(self, now: float) -> float | None:
+        """When it became COMPLETE or CANCELED, if it has by ``now``."""
+        if self.released_at is None:
+            return None
+        if self.plan.poll_based:
+            return self.completed_at
+        at = self.released_at + self.plan.pending_seconds + self.plan.processing_seconds
+        return at if at <= now else None
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What happened to one export, in the sandbox's clock: for a test to assert on."""
+
+    id: str
+    started: float  # the accepted start request
+    processing_at: float | None  # when it left PENDING (None: not yet)
+    completed_at: float | None  # when it became COMPLETE or CANCELED (None: not yet)
+    status: str
+
+
+class ExportQueue:
+    """Which exports may leave PENDING. With ``one_at_a_time`` (as HubSpot runs them), an export is
+    released only once every export started before it is COMPLETE or CANCELED, and its pending time
+    or polls count from then; otherwise each is released when it starts.
+
+    A poll-counted export moves on only when polled, so one that nobody polls holds the line.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: collections.deque[Export] = collections.deque()
+        self._running: list[Export] = []  # released, not known to be finished
+        self._free_at = float("-inf")  # when the last finished export finished
+
+    def admit(self, export: Export, one_at_a_time: bool) -> None:
+        if one_at_a_time or self._waiting:
+            self._waiting.append(export)
+        else:
+            self._release(export, export.created)
+            self._running.append(export)  # looked at only if one_at_a_time is switched on
+
+    def advance(self, now: float, one_at_a_time: bool) -> None:
+        """Release whoever may go at ``now``; call before reading or polling any export."""
+        if not one_at_a_time and not self._waiting:
+            return  # nothing queues: costs nothing per request
+        still = []
+        for export in self._running:
+            finished = export.finished_at(now)
+            if finished is None:
+                still.append(export)
+            else:
+                self._free_at = max(self._free_at, finished)
+        self._running = still
+        while self._waiting and not (one_at_a_time and self._running):
+            export = self._waiting.popleft()
+            # Set to one at a time while several ran, or switched off: the line clears now.
+            at = self._free_at if one_at_a_time else now
+            self._release(export, max(export.created, at))
+            finished = export.finished_at(now)
+            if finished is None:
+                self._running.append(export)
+            else:
+                self._free_at = max(self._free_at, finished)
+
+    def _release(self, export: Export, at: float) -> None:
+        export.released_at = at
+        export.released_polls = export.polls
+
+    def poll(self, export: Export, now: float, one_at_a_time: bool) -> str:
+        """A status request for ``export`` at ``now``: its status after counting the poll."""
+        self.advance(now, one_at_a_time)
+        export.polls += 1
+        status = export.status(now)
+        if status != "PENDING" and export.plan.poll_based and export.processing_seen is None:
+            export.processing_seen = now
+        if status in ("COMPLETE", "CANCELED") and export.completed_at is None:
+            export.completed_at = export.finished_at(now) if not export.plan.poll_based else now
+        return status
+
+
+@dataclass
+class StartBook:
+    """Start requests accepted and refused (their times), and HubSpot's rolling export limit."""
+
+    accepted: list[float] = field(default_factory=list)
+    refused: list[float] = field(default_factory=list)
+
+    def admit(self, now: float, limit: tuple[int, float] | None) -> bool:
+        """Whether a start at ``now`` is within ``limit`` (N starts per W seconds); records it."""
+        if limit is not None:
+            count, window = limit
+            if sum(1 for at in self.accepted if at > now - window) >= count:
+                self.refused.append(now)
+                return False
+        self.accepted.append(now)
+        return True
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    """The most of ``times`` that fall within any ``window`` seconds (t to t + window, open end)."""
+    ordered = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(ordered):
+        while ordered[first] <= at - window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def most_at_once(spans: list[tuple[float, float | None]]) -> int:
+    """The most of the ``(start, end)`` spans open at one time (end None: still open; end excluded)."""
+    edges = sorted(
+        [(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans if end is not None]
+    )  # at equal times an end (-1) sorts before a start: touching spans do not overlap
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
