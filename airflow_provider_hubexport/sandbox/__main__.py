@@ -12,6 +12,18 @@ from airflow_provider_hubexport.sandbox.server import DEFAULT_TOKEN, Sandbox
 from airflow_provider_hubexport.sandbox.state import ExportPlan
 
 
+def export_limit(text: str) -> tuple[int, float]:
+    """``N/SECONDS``, e.g. ``30/86400`` (HubSpot's) or ``2/60``."""
+    count, sep, window = text.partition("/")
+    try:
+        limit = (int(count), float(window))
+    except ValueError:
+        limit = None
+    if not sep or limit is None or limit[0] < 0 or not limit[1] > 0:
+        raise argparse.ArgumentTypeError(f"expected N/SECONDS, e.g. 30/86400, got {text!r}")
+    return limit
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m airflow_provider_hubexport.sandbox",
@@ -34,6 +46,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rate-limit", type=int, default=0, help="API requests allowed per --rate-window (0: none)"
     )
     p.add_argument("--rate-window", type=float, default=10.0, help="rate-limit window in seconds")
+    p.add_argument(
+        "--export-limit",
+        type=export_limit,
+        default=None,
+        metavar="N/SECONDS",
+        help="accept at most N export starts per rolling SECONDS, refusing the rest with HubSpot's "
+        "daily-limit 429 (HubSpot's is 30/86400; default: no limit)",
+    )
+    p.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="process one export at a time, the others waiting PENDING, as HubSpot does",
+    )
     p.add_argument("--workdir", default=None, help="where result files are written (default: a temp dir)")
     p.add_argument("--ready-file", default=None, help="write the API URL here once listening (for scripts)")
     args = p.parse_args(argv)
@@ -57,6 +82,8 @@ async def serve(args: argparse.Namespace) -> None:
         files_port=args.files_port,
         plan=plan,
         rate_limit=(args.rate_limit, args.rate_window) if args.rate_limit else None,
+        export_limit=args.export_limit,
+        one_at_a_time=args.one_at_a_time,
         workdir=args.workdir,
     )
     await sandbox.start_async()
