@@ -16,7 +16,7 @@ import pytest
 import requests
 from conftest import CONTACTS, SECRET_TOKEN
 
-from airflow_provider_hubexport.sandbox import Packaging, Sandbox
+from airflow_provider_hubexport.sandbox import ExportPlan, Packaging, Sandbox
 
 # The sandbox imports nothing of Airflow: only the Python version matters here.
 pytestmark = pytest.mark.no_airflow
@@ -24,7 +24,9 @@ pytestmark = pytest.mark.no_airflow
 AUTH = {"Authorization": f"Bearer {SECRET_TOKEN}"}
 
 
-def _start(sandbox, body=None, prefix="/crm/v3/exports/export", token=SECRET_TOKEN):
+def _start(sandbox, body=None, prefix="/crm/v3/exports/export", token=SECRET_TOKEN, at=None):
+    if at is not None:  # seconds into the sandbox's FakeClock
+        sandbox.clock.at(at)
     return requests.post(
         f"{sandbox.api_url}{prefix}/async",
         json=body or CONTACTS,
@@ -220,9 +222,196 @@ def test_rate_limit_budget(sandbox):
     assert limited.json()["errorType"] == "RATE_LIMIT"
 
 
+class FakeClock:
+    """The sandbox's clock, moved by hand."""
+
+    def __init__(self, now: float = 1_780_000_000.0) -> None:
+        self.start = self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, offset: float) -> None:
+        self.now = self.start + offset
+
+
+def _state(sandbox, task_id, at=None):
+    if at is not None:
+        sandbox.clock.at(at)
+    return _status(sandbox, task_id).json()["status"]
+
+
 def test_daily_export_limit(sandbox):
-    sandbox.daily_export_limit = 2
+    assert sandbox.export_limit is None and not sandbox.one_at_a_time  # off unless a test asks
+    sandbox.daily_export_limit = 2  # the older spelling of (2, 86400)
+    assert sandbox.export_limit == (2, 86400.0) and sandbox.daily_export_limit == 2
     assert [_start(sandbox).status_code for _ in range(3)] == [202, 202, 429]
+    sandbox.export_limit = (2, 60)
+    assert sandbox.daily_export_limit is None
+    with pytest.raises(ValueError):
+        sandbox.export_limit = (2, 0)
+    with pytest.raises(ValueError):
+        Sandbox(export_limit=(-1, 60))
+
+
+def test_export_limit_is_a_rolling_window_that_counts_accepted_starts_only(sandbox):
+    clock = sandbox.clock = FakeClock()
+    sandbox.export_limit = (2, 60)
+    codes = {}
+    for offset in (0, 10, 20, 59, 60, 65, 70, 125, 129, 130):
+        codes[offset] = _start(sandbox, at=offset).status_code
+    # Refused at 20 and 59; at 60 the start at 0 has left the window. Had the refusals counted,
+    # the one at 59 would still fill it at 60 and 65.
+    assert codes == {
+        **{0: 202, 10: 202, 20: 429, 59: 429, 60: 202},
+        **{65: 429, 70: 202, 125: 202, 129: 429, 130: 202},
+    }
+    assert sandbox.export_starts() == [clock.start + t for t in (0, 10, 60, 70, 125, 130)]
+    assert sandbox.refused_starts() == [clock.start + t for t in (20, 59, 65, 129)]
+    assert len(sandbox.exports) == 6 and len(sandbox.api_requests("/async", method="POST")) == 10
+    assert sandbox.most_starts_in_window() == 2 and sandbox.most_starts_in_window(120) == 4
+
+
+def test_export_limit_answer_is_hubspots_daily_limit_to_the_provider(sandbox):
+    # The provider's own error mapping (it imports Airflow's exception base; the mapping itself
+    # does not vary with Airflow's version).
+    from airflow_provider_hubexport.errors import error_from_response
+
+    sandbox.export_limit = (1, 60)
+    assert _start(sandbox).status_code == 202
+    refused = _start(sandbox)
+    assert refused.status_code == 429 and "Retry-After" not in refused.headers  # as HubSpot
+    body = refused.json()
+    assert body["category"] == "RATE_LIMITS" and body["subCategory"] == "ExportLimitError.DAILY_EXPORT_LIMIT"
+    assert body["message"] == "You have reached the limit of 1 exports in a rolling 60 second period."
+    err = error_from_response(429, dict(refused.headers), refused.content, "start export")
+    assert "daily export limit" in str(err) and not err.retryable and err.retry_after is None
+    assert err.sub_category == "ExportLimitError.DAILY_EXPORT_LIMIT"
+    sandbox.daily_export_limit = 1
+    day = _start(sandbox)
+    assert day.json()["message"].endswith("exports in a rolling 24 hour period.")
+    assert "daily export limit" in str(error_from_response(429, {}, day.content, "start export"))
+
+
+def test_one_at_a_time_with_timed_plans(sandbox):
+    clock = sandbox.clock = FakeClock()
+    sandbox.one_at_a_time = True
+    sandbox.plan_next(pending_seconds=10, processing_seconds=20)
+    first = _start(sandbox, at=0).json()["id"]
+    sandbox.plan_next(pending_seconds=10, processing_seconds=20, cancel=True)
+    second = _start(sandbox, at=5).json()["id"]
+    sandbox.plan_next(pending_seconds=0, processing_seconds=5)
+    third = _start(sandbox, at=6).json()["id"]
+
+    def states(offset):
+        clock.at(offset)
+        return [_state(sandbox, task_id) for task_id in (first, second, third)]
+
+    assert states(15) == ["PROCESSING", "PENDING", "PENDING"]
+    export = requests.get(f"{sandbox.api_url}/crm/v3/exports/export/{second}", headers=AUTH, timeout=10)
+    assert export.json()["exportState"] == "ENQUEUED"
+    assert states(29) == ["PROCESSING", "PENDING", "PENDING"]
+    # The second's pending time counts from 30, when the first completed; a CANCELED export frees
+    # the line too.
+    assert states(30) == ["COMPLETE", "PENDING", "PENDING"]
+    assert states(40) == ["COMPLETE", "PROCESSING", "PENDING"]
+    assert states(60) == ["COMPLETE", "CANCELED", "PROCESSING"]
+    assert states(65) == ["COMPLETE", "CANCELED", "COMPLETE"]
+    history = sandbox.export_history()
+    times = [(r.started, r.processing_at, r.completed_at) for r in history]
+    assert times == [tuple(clock.start + t for t in span) for span in ((0, 10, 30), (5, 40, 60), (6, 60, 65))]
+    assert [r.status for r in history] == ["COMPLETE", "CANCELED", "COMPLETE"]
+    assert sandbox.most_processing_at_once() == 1
+    done = _status(sandbox, third).json()
+    assert done["startedAt"] < done["completedAt"] and "result" in done
+
+
+def test_one_at_a_time_when_the_clock_jumps_past_several_exports(sandbox):
+    clock = sandbox.clock = FakeClock()
+    sandbox.one_at_a_time = True
+    sandbox.plan = ExportPlan(pending_seconds=1, processing_seconds=2)
+    ids = [_start(sandbox, at=0).json()["id"] for _ in range(3)]
+    assert _state(sandbox, ids[2], at=7.5) == "PROCESSING"  # released at 6, processing at 7
+    assert [(r.processing_at, r.completed_at) for r in sandbox.export_history()] == [
+        (clock.start + 1, clock.start + 3),
+        (clock.start + 4, clock.start + 6),
+        (clock.start + 7, None),
+    ]
+
+
+def test_one_at_a_time_with_poll_counted_plans(sandbox):
+    sandbox.one_at_a_time = True
+    ids = []
+    for _ in range(2):
+        sandbox.plan_next(pending_polls=1, processing_polls=2)
+        ids.append(_start(sandbox).json()["id"])
+    first, second = ids
+    # The second's polls while the first has not completed do not count.
+    assert [_state(sandbox, second) for _ in range(3)] == ["PENDING"] * 3
+    assert [_state(sandbox, first) for _ in range(4)] == ["PENDING", "PROCESSING", "PROCESSING", "COMPLETE"]
+    assert [_state(sandbox, second) for _ in range(4)] == ["PENDING", "PROCESSING", "PROCESSING", "COMPLETE"]
+    assert sandbox.exports[second].polls == 7
+    history = sandbox.export_history()
+    assert history[0].completed_at <= history[1].processing_at and sandbox.most_processing_at_once() == 1
+
+
+def test_one_at_a_time_mixes_timed_and_poll_counted_exports(sandbox):
+    sandbox.clock = FakeClock()
+    sandbox.one_at_a_time = True
+    sandbox.plan_next(pending_seconds=0, processing_seconds=10)
+    timed = _start(sandbox, at=0).json()["id"]
+    sandbox.plan_next(pending_polls=0, processing_polls=1)
+    polled = _start(sandbox).json()["id"]
+    assert [_state(sandbox, polled, at=5) for _ in range(3)] == ["PENDING"] * 3
+    assert _state(sandbox, polled, at=10) == "PROCESSING"  # its first counted poll
+    assert _state(sandbox, timed) == "COMPLETE" and _state(sandbox, polled) == "COMPLETE"
+    # And a timed export waits for a poll-counted one, which finishes only when polled.
+    sandbox.plan_next(pending_polls=0, processing_polls=1)
+    polled = _start(sandbox, at=20).json()["id"]
+    sandbox.plan_next(pending_seconds=0, processing_seconds=10)
+    timed = _start(sandbox).json()["id"]
+    assert _state(sandbox, timed, at=100) == "PENDING"
+    assert [_state(sandbox, polled) for _ in range(2)] == ["PROCESSING", "COMPLETE"]
+    assert _state(sandbox, timed, at=109) == "PROCESSING"  # released at 100
+    assert _state(sandbox, timed, at=110) == "COMPLETE"
+    assert sandbox.most_processing_at_once() == 1
+
+
+def test_side_by_side_unless_one_at_a_time(sandbox):
+    sandbox.clock = FakeClock()
+    ids = [_start(sandbox, at=0).json()["id"] for _ in range(3)]  # 1 s pending, 2 processing
+    assert [_state(sandbox, i, at=1.5) for i in ids] == ["PROCESSING"] * 3
+    assert sandbox.most_processing_at_once() == 3
+    # Switched on while they run: a new export waits for all three.
+    sandbox.one_at_a_time = True
+    late = _start(sandbox).json()["id"]
+    assert _state(sandbox, late, at=2.9) == "PENDING"
+    assert _state(sandbox, late, at=3.9) == "PENDING"  # released at 3, 1 s pending
+    assert _state(sandbox, late, at=4) == "PROCESSING"
+    assert sandbox.most_processing_at_once() == 3
+
+
+def test_record_summaries():
+    from airflow_provider_hubexport.sandbox.state import most_at_once, most_in_window
+
+    assert most_in_window([], 60) == 0
+    assert most_in_window([0, 59.9, 60, 119.9, 120], 60) == 2  # t and t + 60 are in different windows
+    assert most_in_window([5, 0, 1, 100], 60) == 3
+    assert most_at_once([]) == 0
+    assert most_at_once([(0, 10), (10, 20), (20, None)]) == 1  # touching spans do not overlap
+    assert most_at_once([(0, 10), (5, 20), (6, None), (30, 30)]) == 3
+
+
+def test_command_line_limits():
+    from airflow_provider_hubexport.sandbox.__main__ import parse_args
+
+    args = parse_args(["--export-limit", "2/60", "--one-at-a-time"])
+    assert args.export_limit == (2, 60.0) and args.one_at_a_time
+    args = parse_args([])
+    assert args.export_limit is None and not args.one_at_a_time
+    for bad in ("3", "x/60", "2/0", "-1/60"):
+        with pytest.raises(SystemExit):
+            parse_args(["--export-limit", bad])
 
 
 @pytest.mark.parametrize(
