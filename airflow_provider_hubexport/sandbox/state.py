@@ -198,7 +198,7 @@ class ExportQueue:
         self._running = still
         while self._waiting and not (one_at_a_time and self._running):
             export = self._waiting.popleft()
-            # Set to one at a time while several ran, or switched off: the line clears now.
+            # In line: from when the exports ahead finished. Switched off while some waited: now.
             at = self._free_at if one_at_a_time else now
             self._release(export, max(export.created, at))
             finished = export.finished_at(now)
