@@ -92,6 +92,11 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Total time one call may spend retrying.",
                         "schema": {"type": ["number", "null"], "default": 300},
                     },
+                    "retry_backoff_seconds": {
+                        "label": "Retry: first backoff (s)",
+                        "description": "Wait after a first 5xx or network error; doubles per attempt, at most 30 s.",
+                        "schema": {"type": ["number", "null"], "default": 1},
+                    },
                 },
             }
         ],

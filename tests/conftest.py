@@ -29,7 +29,9 @@ SECRET_TOKEN = "pat-na1-SECRET-TOKEN-1b2c3d"
 SECRET_CLIENT_ID = "client-id-7f"
 SECRET_CLIENT_SECRET = "SECRET-CLIENT-SECRET-9e8d"
 SECRET_REFRESH_TOKEN = "SECRET-REFRESH-TOKEN-5a4b"
-FAST_RETRY = {"retry_max_attempts": 4, "retry_max_seconds": 20}
+# A short first backoff: tests count attempts, they do not wait out production backoffs (one test
+# checks that the waits follow this extra).
+FAST_RETRY = {"retry_max_attempts": 4, "retry_max_seconds": 20, "retry_backoff_seconds": 0.05}
 
 
 @pytest.fixture

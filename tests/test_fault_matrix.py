@@ -87,7 +87,7 @@ IDS = [f.name for f in FAULTS]
 
 @pytest.fixture
 def faulty(sandbox, connect, tmp_path):
-    connect(extra={"read_timeout": 1.0, "retry_max_attempts": 4, "retry_max_seconds": 20})
+    connect(extra={"read_timeout": 1.0})  # and the conftest's fast retry budget
     sandbox.packaging = Packaging(zip_over_bytes=50_000)
 
     def plan(fault: Fault, *, done_at_once: bool = False) -> dict[str, Any]:

@@ -171,6 +171,19 @@ def test_run_of_5xx_is_retried(sandbox, hook):
     assert len(sandbox.api_requests("/status")) == 4
 
 
+def test_5xx_backoff_follows_the_connection(sandbox, connect, monkeypatch):
+    connect(extra={"retry_backoff_seconds": 0.3})
+    hook = HubSpotHook()
+    task_id = hook.start_export(CONTACTS)
+    sandbox.inject("status", status=502, times=2, path="/status")  # no Retry-After: our backoff
+    asked = _record_sleeps(monkeypatch)
+    assert hook.get_export_status(task_id).export_task_id == task_id
+    # The extra's wait, then double, each plus a jitter of up to the extra.
+    assert len(asked) == 2 and 0.3 <= asked[0] <= 0.6 and 0.6 <= asked[1] <= 0.9, asked
+    first, second = arrival_gaps(sandbox.api_requests("/status"))
+    assert first >= asked[0] and second >= asked[1]
+
+
 def test_connection_reset_and_read_timeout_are_retried(sandbox, connect):
     connect(extra={"read_timeout": 0.5})
     hook = HubSpotHook()

@@ -71,7 +71,7 @@ def test_connection_hosts(sandbox, connect, host):
 @pytest.mark.parametrize(
     "extra,field",
     [({"api_version": "v4"}, "api_version"), ({"read_timeout": "soon"}, "read_timeout"),
-     ({"retry_max_attempts": -1}, "retry_max_attempts")],
+     ({"retry_max_attempts": -1}, "retry_max_attempts"), ({"retry_backoff_seconds": -1}, "retry_backoff_seconds")],
 )  # fmt: skip
 def test_connection_extras(sandbox, connect, extra, field):
     from airflow_provider_hubexport.hooks.hubspot import HubSpotHook

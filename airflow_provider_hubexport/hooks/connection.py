@@ -121,9 +121,12 @@ class HubSpotConnectionSettings:
                 f"Connection {conn_id!r} has no credentials: put a private app access token in the "
                 "password field ('Access token'), or client_id, client_secret and refresh_token in the extras."
             )
+        backoff = _number(extras, "retry_backoff_seconds", RetryPolicy.backoff_initial)
         retry = RetryPolicy(
             max_attempts=_number(extras, "retry_max_attempts", RetryPolicy.max_attempts, integer=True) or 1,
             max_seconds=_number(extras, "retry_max_seconds", RetryPolicy.max_seconds),
+            backoff_initial=backoff,
+            download_backoff_initial=backoff / 2,
         )
         verify = extras.get("verify", True)
         proxies = extras.get("proxies") if isinstance(extras.get("proxies"), dict) else None

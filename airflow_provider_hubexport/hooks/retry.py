@@ -50,7 +50,9 @@ class RetryPolicy:
     def _wait(self, state: tenacity.RetryCallState) -> float:
         return self._wait_with(
             state,
-            tenacity.wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max, jitter=1),
+            tenacity.wait_exponential_jitter(
+                initial=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_initial
+            ),
         )
 
     def _download_wait(self, state: tenacity.RetryCallState) -> float:
