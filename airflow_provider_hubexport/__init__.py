@@ -92,6 +92,11 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Total time one call may spend retrying.",
                         "schema": {"type": ["number", "null"], "default": 300},
                     },
+                    "resend_uncertain_start": {
+                        "label": "Resend uncertain starts",
+                        "description": "Resend a start after a 500, 504 or timeout (may start a second export).",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
                     "retry_backoff_seconds": {
                         "label": "Retry: first backoff (s)",
                         "description": "Wait after a first 5xx or network error; doubles per attempt, at most 30 s.",

@@ -39,6 +39,9 @@ class ApiRequest:
     # Safe to send twice? Starting an export is not: a resend after HubSpot may have accepted it
     # would start a second export and spend the daily quota.
     idempotent: bool = True
+    # For a call that is not idempotent: resend it also when HubSpot may (not surely) have acted
+    # (a 500/504, a timeout after sending), with a warning; a 2xx we could not read is never resent.
+    resend_uncertain: bool = False
 
 
 def _export_base(api_version: str) -> str:
@@ -51,10 +54,17 @@ def _export_base(api_version: str) -> str:
     )
 
 
-def start_export_request(api_version: str, export_request: Any) -> ApiRequest:
+def start_export_request(
+    api_version: str, export_request: Any, *, resend_uncertain: bool = True
+) -> ApiRequest:
     body = validate_export_request(export_request)
     return ApiRequest(
-        "POST", f"{_export_base(api_version)}/async", json=body, describe="start export", idempotent=False
+        "POST",
+        f"{_export_base(api_version)}/async",
+        json=body,
+        describe="start export",
+        idempotent=False,
+        resend_uncertain=resend_uncertain,
     )
 
 
@@ -171,6 +181,7 @@ def _malformed(what: str, detail: str) -> HubSpotExportError:
         "changed its API: upgrade airflow-provider-hubexport.",
         retryable=True,
         maybe_processed=True,
+        answered=True,
     )
 
 

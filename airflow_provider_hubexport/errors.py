@@ -33,6 +33,10 @@ def _scopes_in(value: Any, found: list[str]) -> None:
             found.extend(s.strip() for s in match.group(1).split(",") if s.strip())
 
 
+# Statuses HubSpot's edge answers without the application seeing the request.
+NOT_REACHED = frozenset({502, 503, 521, 522, 523, 525, 526})
+
+
 def find_missing_scopes(body: Any) -> list[str]:
     """HubSpot names missing scopes in several places; look in all of them."""
     found: list[str] = []
@@ -106,8 +110,9 @@ def error_from_response(
     errors_raw = data.get("errors")
     errors = [error_text(e) for e in errors_raw] if isinstance(errors_raw, list) else []
     retryable = status_code == 429 or status_code >= 500
-    # 429 and 503 mean HubSpot turned the request away; other 5xx may come after it was processed.
-    maybe_processed = status_code >= 500 and status_code != 503
+    # 429, 503 and the gateway's own errors (Cloudflare's 502 page, 521-523, 525-526: HubSpot's
+    # application never saw the request) are safe to resend; other 5xx may come after it acted.
+    maybe_processed = status_code >= 500 and status_code not in NOT_REACHED
     daily = status_code == 429 and _is_daily_limit(data)
     if daily:
         retryable = False  # seconds of backoff cannot help with a 24-hour window

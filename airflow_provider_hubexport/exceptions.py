@@ -32,6 +32,7 @@ class HubSpotExportError(AirflowException):
         retryable: bool = False,
         retry_after: float | None = None,
         maybe_processed: bool = False,
+        answered: bool = False,
     ) -> None:
         self.status_code = status_code
         self.category = category
@@ -41,10 +42,13 @@ class HubSpotExportError(AirflowException):
         self.errors = list(errors)
         self.retryable = retryable
         self.retry_after = retry_after
-        # The request reached HubSpot and may have taken effect (a 500/502/504, a read timeout, a
-        # reset after sending): resending a non-idempotent call, like starting an export, could
+        # The request reached HubSpot and may have taken effect (a 500/504, a read timeout, a reset
+        # after sending): resending a non-idempotent call, like starting an export, could
         # start a second one.
         self.maybe_processed = maybe_processed
+        # HubSpot answered 2xx (a body we could not read): it surely acted, so a resend of a start
+        # surely starts a second export, whatever ``resend_uncertain_start`` says.
+        self.answered = answered
         self.hubspot_message = message
         super().__init__(self._render(message))
 

@@ -60,6 +60,20 @@ def _number(extras: dict[str, Any], key: str, default: float, *, integer: bool =
     return number
 
 
+def _flag(extras: dict[str, Any], key: str, default: bool) -> bool:
+    value = extras.get(key)
+    if value in (None, ""):
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise HubSpotExportRequestError(f"Connection extra {key!r} must be true or false, got {value!r}.")
+
+
 def base_url_of(host: str | None, schema: str | None, port: int | None) -> str:
     host = (host or "").strip() or DEFAULT_HOST
     if "://" not in host:
@@ -89,6 +103,8 @@ class HubSpotConnectionSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     verify: bool | str = True
     proxies: dict[str, str] | None = None
+    # Resend a start that failed after HubSpot may have acted (500, 504, a timeout after sending)?
+    resend_uncertain_start: bool = True
 
     @property
     def oauth(self) -> bool:
@@ -129,6 +145,7 @@ class HubSpotConnectionSettings:
             download_backoff_initial=backoff / 2,
         )
         verify = extras.get("verify", True)
+        resend_uncertain_start = _flag(extras, "resend_uncertain_start", True)
         proxies = extras.get("proxies") if isinstance(extras.get("proxies"), dict) else None
         return cls(
             base_url=base_url_of(conn.host, conn.schema, conn.port),
@@ -142,4 +159,5 @@ class HubSpotConnectionSettings:
             retry=retry,
             verify=verify,
             proxies=proxies,
+            resend_uncertain_start=resend_uncertain_start,
         )

@@ -235,13 +235,11 @@ class HubSpotHook(HttpHook):
         policy: RetryPolicy | None = None,
     ) -> Any:
         policy = policy or self.settings.retry
-        retrying = tenacity.Retrying(
-            **policy.tenacity_kwargs(self.log, request.describe, idempotent=request.idempotent)
-        )
+        retrying = tenacity.Retrying(**policy.tenacity_kwargs(self.log, request))
         try:
             return retrying(self._attempt, request, answer)
         except HubSpotExportError as err:
-            raise policy.final_error(err, request.describe, idempotent=request.idempotent) from None
+            raise policy.final_error(err, request) from None
 
     def call(
         self,
@@ -273,9 +271,19 @@ class HubSpotHook(HttpHook):
         self.log.info("Refreshed the HubSpot OAuth access token (valid for a while; cached).")
 
     # -- the exports API ---------------------------------------------------------------------------
-    def start_export(self, request: dict[str, Any]) -> str:
-        """Start an export; returns HubSpot's task id (also the export id)."""
-        api_request = start_export_request(self.settings.api_version, request)
+    def start_export(self, request: dict[str, Any], *, resend_uncertain_start: bool | None = None) -> str:
+        """Start an export; returns HubSpot's task id (also the export id).
+
+        A start that failed before reaching HubSpot (502, 503, a refused connection) is resent within
+        the retry budget. One that may have reached it (500, 504, a timeout after sending) is resent
+        too, with a warning naming the possible second export, unless ``resend_uncertain_start``
+        (default: the connection's extra, else True) is False. The daily limit fails at once.
+        """
+        if resend_uncertain_start is None:
+            resend_uncertain_start = self.settings.resend_uncertain_start
+        api_request = start_export_request(
+            self.settings.api_version, request, resend_uncertain=resend_uncertain_start
+        )
         task_id = self.call(api_request, parse_start_response)
         self.log.info(
             "Started HubSpot export %r: task id %s", api_request.json.get("exportName", ""), task_id

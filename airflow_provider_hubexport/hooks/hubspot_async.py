@@ -247,11 +247,11 @@ class HubSpotAsyncHook(HttpAsyncHook):
                 return await self._call(request, answer)
         assert self.settings is not None
         policy = self.settings.retry
-        kwargs = policy.tenacity_kwargs(self.call_log, request.describe, idempotent=request.idempotent)
+        kwargs = policy.tenacity_kwargs(self.call_log, request)
         try:
             return await tenacity.AsyncRetrying(**kwargs)(self._attempt, request, answer)
         except HubSpotExportError as err:
-            raise policy.final_error(err, request.describe, idempotent=request.idempotent) from None
+            raise policy.final_error(err, request) from None
 
     async def call(self, request: ApiRequest, parse: Callable[[Any], Any] = lambda body: body) -> Any:
         """Send one API request with the connection's retry policy; return ``parse(JSON body)``."""

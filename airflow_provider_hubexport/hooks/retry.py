@@ -14,6 +14,7 @@ from typing import Any
 
 import tenacity
 
+from airflow_provider_hubexport.api import ApiRequest
 from airflow_provider_hubexport.exceptions import HubSpotExportError
 
 
@@ -66,9 +67,7 @@ class RetryPolicy:
             return min(exc.retry_after, self.max_seconds)
         return backoff(state)
 
-    def tenacity_kwargs(
-        self, log: logging.Logger | Any, what: str, *, idempotent: bool = True
-    ) -> dict[str, Any]:
+    def tenacity_kwargs(self, log: logging.Logger | Any, request: ApiRequest) -> dict[str, Any]:
         """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying`` around one API call.
 
         The last error is re-raised with a sentence on what was spent, so a rate-limit storm ends
@@ -78,9 +77,39 @@ class RetryPolicy:
         def worth_another_try(err: BaseException) -> bool:
             if not isinstance(err, HubSpotExportError) or not err.retryable:
                 return False
-            return idempotent or not err.maybe_processed
+            return self._resendable(err, request)
 
-        return self._kwargs(log, what, worth_another_try, self._wait, "attempt")
+        return self._kwargs(
+            log,
+            request.describe,
+            worth_another_try,
+            self._wait,
+            "attempt",
+            warn=self._uncertain_warning(request),
+        )
+
+    @staticmethod
+    def _resendable(err: HubSpotExportError, request: ApiRequest) -> bool:
+        if request.idempotent or not err.maybe_processed:
+            return True
+        return request.resend_uncertain and not err.answered
+
+    @staticmethod
+    def _uncertain_warning(request: ApiRequest) -> Any:
+        """A resend that may duplicate what HubSpot already did is said out loud, with its cost."""
+
+        def warn(log: Any, exc: BaseException | None) -> None:
+            if not request.idempotent and isinstance(exc, HubSpotExportError) and exc.maybe_processed:
+                log.warning(
+                    "HubSpot may have acted on the %s request already (%s): sending it again, which may "
+                    "start a second export (each counts against the 30 a day; look for two exports of "
+                    "this name in HubSpot's export history). Set resend_uncertain_start=False on the "
+                    "connection or the operator to fail instead.",
+                    request.describe,
+                    f"HTTP {exc.status_code}" if exc.status_code else exc.hubspot_message,
+                )
+
+        return warn
 
     def download_kwargs(self, log: logging.Logger | Any, what: str) -> dict[str, Any]:
         """The same budget for a download's attempts (each a fresh signed URL and a fetch)."""
@@ -90,9 +119,13 @@ class RetryPolicy:
 
         return self._kwargs(log, what, worth_another_try, self._download_wait, "download attempt")
 
-    def _kwargs(self, log: Any, what: str, worth: Any, wait: Any, noun: str) -> dict[str, Any]:
+    def _kwargs(
+        self, log: Any, what: str, worth: Any, wait: Any, noun: str, *, warn: Any = None
+    ) -> dict[str, Any]:
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            if warn is not None:
+                warn(log, exc)
             log.warning(
                 "HubSpot %s: %s %d failed (%s); retrying in %.1f s",
                 what,
@@ -125,11 +158,11 @@ class RetryPolicy:
             "retry_error_callback": give_up,
         }
 
-    def final_error(self, exc: HubSpotExportError, what: str, *, idempotent: bool) -> HubSpotExportError:
+    def final_error(self, exc: HubSpotExportError, request: ApiRequest) -> HubSpotExportError:
         """The error a call raises once retrying is over: a non-idempotent call that failed after
-        HubSpot may have acted on it says that it was not resent, and why."""
-        if exc.retryable and not idempotent and exc.maybe_processed:
-            return self.not_resent(exc, what)
+        HubSpot may have acted on it, and was not resent for that reason, says so."""
+        if exc.retryable and not self._resendable(exc, request):
+            return self.not_resent(exc, request.describe)
         return exc
 
     @staticmethod

@@ -93,7 +93,13 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
     :param export_type: ``exportType``: VIEW (default) or LIST.
     :param file_format: ``format``: CSV (default), XLSX or XLS.
     :param language: ``language``: EN (default), DE, ES, FR, JA, NL, PT_BR, IT, PL, SV, FI, ZH_TW, DA_DK, NO.
-    :param export_name: ``exportName`` (default: the DAG, task and run ids).
+    :param export_name: ``exportName`` (default: the DAG, task, run and try, e.g.
+        ``daily.start scheduled__2026-11-27T00:00:00+00:00 try 1``, so a second export started by a
+        resend or a retry is easy to spot in HubSpot's export history).
+    :param resend_uncertain_start: resend a start that failed after HubSpot may have acted on it
+        (a 500, a 504, a timeout after sending), with a warning: it may start a second export.
+        Default: the connection's ``resend_uncertain_start`` extra, else True; False fails instead.
+        A start that never reached HubSpot (502, 503, a refused connection) is always resent.
     :param list_id: ``listId``, for LIST exports.
     :param associated_object_types: ``associatedObjectType``: associated objects to include.
     :param filters: ``publicCrmSearchRequest.filters``, e.g. ``[{"propertyName": "lastmodifieddate",
@@ -125,9 +131,11 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
         query: str | None = None,
         sorts: list[Any] | None = None,
         hubspot_conn_id: str = "hubspot_default",
+        resend_uncertain_start: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.resend_uncertain_start = resend_uncertain_start
         self.export_request = export_request
         self.object_type = object_type
         self.object_properties = object_properties
@@ -147,14 +155,16 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
     def execute(self, context: Context) -> Any:
         fields = {k: getattr(self, k) for k in (*REQUEST_FIELDS, *SEARCH_FIELDS)}
         run_id = context["run_id"] if "run_id" in context else ""
+        ti = context["ti"] if "ti" in context else None
+        attempt = f" try {ti.try_number}" if ti is not None and getattr(ti, "try_number", None) else ""
         self._request = build_export_request(
-            self.export_request, fields, f"{self.dag_id}.{self.task_id} {run_id}"
+            self.export_request, fields, f"{self.dag_id}.{self.task_id} {run_id}{attempt}"
         )
         return self.execute_resumable(context)
 
     # -- ResumableJobMixin -----------------------------------------------------------------------
     def submit_job(self, context: Context) -> str:
-        return self.hook.start_export(self._request)
+        return self.hook.start_export(self._request, resend_uncertain_start=self.resend_uncertain_start)
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         return self.hook.get_export_status(external_id).status

@@ -65,6 +65,13 @@ async def apply(fault: Fault, request: web.Request, urls: dict[str, str]) -> web
         return error_response(fault)
     elif fault.kind == "redirect":
         return redirect_response(fault, request, urls)
+    elif fault.kind == "gateway_page":
+        return web.Response(
+            text=_GATEWAY_PAGE.format(status=fault.status),
+            status=fault.status,
+            content_type="text/html",
+            headers={"Server": "cloudflare", "CF-RAY": uuid.uuid4().hex[:16] + "-AMS"},
+        )
     elif fault.kind == "non_json":
         return web.Response(text="<html><body>Bad gateway</body></html>", content_type="text/html")
     elif fault.kind == "missing_fields":
@@ -72,6 +79,13 @@ async def apply(fault: Fault, request: web.Request, urls: dict[str, str]) -> web
     elif fault.kind == "unknown_status":
         return web.json_response({"status": "EXPLODED", "numErrors": 0, "errors": []})
     return None
+
+
+_GATEWAY_PAGE = (
+    "<!DOCTYPE html><html><head><title>api.hubapi.com | {status}: Bad gateway</title></head><body>"
+    "<h1>Bad gateway</h1><p>Error code {status}</p><p>The web server reported a bad gateway error."
+    "</p><p>Cloudflare Ray ID: 8f1c2a3b4c5d6e7f</p></body></html>"
+)
 
 
 def error_response(fault: Fault) -> web.Response:

@@ -7,7 +7,16 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_KINDS = ("status", "reset", "delay", "non_json", "missing_fields", "unknown_status", "redirect")
+FAULT_KINDS = (
+    "status",
+    "reset",
+    "delay",
+    "non_json",
+    "missing_fields",
+    "unknown_status",
+    "redirect",
+    "gateway_page",
+)
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MOVED_PREFIX = "/moved"  # where a redirect points: the same resource, under this prefix
 
@@ -44,7 +53,9 @@ class Fault:
     kinds: ``status`` (an HTTP error with HubSpot's body), ``reset`` (connection dropped),
     ``delay`` (slow answer), ``non_json`` (a 200 that is not JSON), ``missing_fields`` (a 200 JSON
     without the fields), ``unknown_status`` (a status HubSpot never documented), ``redirect`` (a
-    ``status`` of 301, 302, 303, 307 or 308 with a ``Location`` header).
+    ``status`` of 301, 302, 303, 307 or 308 with a ``Location`` header), ``gateway_page`` (the CDN's
+    own HTML error page, e.g. Cloudflare's 502, with ``status``: HubSpot's application never saw
+    the request).
 
     A redirect points at the same path and query under ``/moved`` (``MOVED_PREFIX``), where the
     same resource is served: a client that follows it gets a normal answer, and the sandbox's
