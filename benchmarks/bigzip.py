@@ -18,7 +18,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from airflow_provider_hubexport.sandbox.content import iter_rows
+from airflow_provider_hubexport.sandbox.content import RowSource
 
 # Properties of a typical contacts export: ids, emails, names, dates, amounts (about 5:1 deflated).
 PROPERTIES = ["hs_object_id", "email", "firstname", "lastname", "company", "createdate", "amount"]
@@ -49,7 +49,7 @@ def _csv(rows: list[list[str]]) -> bytes:
 def write_export_zip(path: str, target_bytes: int, export_id: str, base_name: str) -> ZipInfo:
     """Write a ZIP of at least ``target_bytes`` (within one member) at ``path``."""
     header = _csv([PROPERTIES])
-    block = _csv(list(iter_rows(export_id, "CONTACT", PROPERTIES, BLOCK_ROWS)))
+    block = _csv(list(RowSource(export_id, "CONTACT", PROPERTIES).rows(0, BLOCK_ROWS)))
     repeats = MEMBER_ROWS // BLOCK_ROWS
     head, body, tail = _deflated(header), _deflated(block), zlib.compressobj(6, zlib.DEFLATED, -15).flush()
     crc = zlib.crc32(header)
