@@ -36,7 +36,12 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "sensors": [{"integration-name": integration, "python-modules": [f"{_MODULE}.sensors.export"]}],
-        "triggers": [{"integration-name": integration, "python-modules": [f"{_MODULE}.triggers.export"]}],
+        "triggers": [
+            {
+                "integration-name": integration,
+                "python-modules": [f"{_MODULE}.triggers.export", f"{_MODULE}.triggers.quota"],
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": f"{_MODULE}.hooks.hubspot.HubSpotHook",
@@ -101,6 +106,16 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Retry: first backoff (s)",
                         "description": "Wait after a first 5xx or network error; doubles per attempt, at most 30 s.",
                         "schema": {"type": ["number", "null"], "default": 1},
+                    },
+                    "quota_retry_interval": {
+                        "label": "Daily limit: retry every (s)",
+                        "description": "A start refused for the 30-a-day limit is tried again this often.",
+                        "schema": {"type": ["number", "null"], "default": 900},
+                    },
+                    "quota_wait_timeout": {
+                        "label": "Daily limit: wait at most (s)",
+                        "description": "How long a refused start keeps trying before the task fails.",
+                        "schema": {"type": ["number", "null"], "default": 86400},
                     },
                 },
             }

@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from airflow_provider_hubexport.api import decode_json, error_text
-from airflow_provider_hubexport.exceptions import HubSpotExportError
+from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportLimitError
 
 _SCOPES_TEXT = re.compile(r"(?:missingScopes|requiredGranularScopes|requiredScopes)\s*=\s*\[([^\]]*)\]")
 _SCOPE_KEYS = ("missingScopes", "requiredGranularScopes", "requiredScopes")
@@ -83,8 +83,9 @@ _HINTS = {
 
 
 _DAILY_HINT = (
-    "HubSpot's daily export limit was reached (30 exports per rolling 24 hours): wait for the window to "
-    "pass, and use a pool so DAGs do not start more exports than that."
+    "HubSpot's daily export limit was reached (30 exports per rolling 24 hours): the start operators "
+    "wait for the window to free up (wait_for_quota, quota_retry_interval, quota_wait_timeout); a pool "
+    "keeps DAGs from starting more exports than that."
 )
 
 
@@ -125,7 +126,7 @@ def error_from_response(
         value = data.get(key)
         return str(value) if value not in (None, "") else None
 
-    return HubSpotExportError(
+    return (HubSpotExportLimitError if daily else HubSpotExportError)(
         text,
         status_code=status_code,
         category=opt("category") or opt("errorType"),

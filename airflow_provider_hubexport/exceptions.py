@@ -84,6 +84,15 @@ def _rebuild(cls: type[HubSpotExportError], message: str, state: dict) -> HubSpo
     return exc
 
 
+class HubSpotExportLimitError(HubSpotExportError):
+    """HubSpot refused to start an export: its limit of 30 exports per rolling 24 hours is reached.
+
+    Its own type so callers can tell it from a burst 429 (which the hook waits out itself): seconds
+    of backoff cannot help here, but waiting for the window can, which is what the start operators'
+    ``wait_for_quota`` does.
+    """
+
+
 class HubSpotExportCanceledError(HubSpotExportError, AirflowFailException):
     """HubSpot canceled the export; retrying the same export cannot help.
 

@@ -4,6 +4,11 @@ The filter and the destination both come from the data interval, so a re-run or 
 day exports the same contacts to the same place (the file is replaced atomically), and days never
 mix. Set ``HUBSPOT_EXPORT_DIR`` (or change ``EXPORT_ROOT``) to choose where files land: a local
 directory or an object storage URI such as ``s3://my-bucket/hubspot``.
+
+Backfills: HubSpot allows 30 exports per rolling 24 hours, one at a time. A start it refuses for
+that limit waits for the window and tries again (``wait_for_quota``), so a backfill of more days
+runs unattended; set ``HUBSPOT_POOL`` to a one-slot pool that counts deferred tasks to keep all
+HubSpot tasks to one export at a time (README, "Backfills").
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ EXPORT_ROOT = os.environ.get("HUBSPOT_EXPORT_DIR", "/tmp/hubspot-exports")
 # First wait between status checks; the demo sets a short one for the sandbox's quick exports.
 POKE_INTERVAL = float(os.environ.get("HUBSPOT_POKE_INTERVAL", "30"))
 EXPORT_ID = "{{ ti.xcom_pull(task_ids='start_export') }}"
+POOL = os.environ.get("HUBSPOT_POOL", "default_pool")  # e.g. "hubspot_exports": one slot, deferred counted
 
 with DAG(
     dag_id="hubspot_contacts_daily",
@@ -53,6 +59,7 @@ with DAG(
             }
         ],
         retries=2,
+        pool=POOL,
     )
 
     wait_for_export = HubSpotExportSensor(
@@ -60,6 +67,7 @@ with DAG(
         export_task_id=EXPORT_ID,
         poke_interval=POKE_INTERVAL,
         timeout=6 * 3600,
+        pool=POOL,
     )
 
     download_export = HubSpotDownloadExportOperator(
@@ -69,6 +77,7 @@ with DAG(
         unzip=True,  # large exports arrive zipped; land the CSV files themselves
         filename="contacts",  # the same name on every re-run of the day, not HubSpot's per-export name
         retries=2,
+        pool=POOL,
     )
 
     @task

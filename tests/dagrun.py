@@ -25,6 +25,9 @@ class RunResult:
     tries: dict[str, int] = field(default_factory=dict)
     # task id -> the exception its last failed try raised (a state alone would pass on a TypeError)
     errors: dict[str, BaseException] = field(default_factory=dict)
+    # task id -> how many times it started running: a try resumed after a deferral (or a
+    # reschedule) runs again without a new try number
+    runs: dict[str, int] = field(default_factory=dict)
 
 
 def run_dag(
@@ -46,10 +49,10 @@ def run_dag(
         spec.loader.exec_module(module)
         _register_assets(module.dag)
         _share_the_execution_api()
-        errors = _record_failures(module.dag)
+        listener = _listen()
         dag_run = module.dag.test(**(test_kwargs or {}))
         result = _read(dag_run)
-        result.errors = errors
+        result.errors, result.runs = listener.errors, listener.runs
         return result
     finally:
         os.remove(path)
@@ -65,15 +68,21 @@ def assert_failed_with(result: RunResult, task_id: str, error: type[BaseExceptio
     assert re.search(pattern, str(raised), re.S), f"{pattern!r} not in {str(raised)!r}"
 
 
-class _FailureListener:
-    """Notes the exception of every failed task try: Airflow's task runner tells its listeners
-    (``on_task_instance_failed``, the same on 3.0 to 3.3) and ``dag.test()`` runs tasks in this
-    process. Registered once; each run reads what its own tasks raised."""
+class _TaskListener:
+    """Notes the exception of every failed task try, and every start of a task: Airflow's task
+    runner tells its listeners (``on_task_instance_failed`` and ``on_task_instance_running``, the
+    same on 3.0 to 3.3) and ``dag.test()`` runs tasks in this process. Registered once; each run
+    reads what its own tasks did."""
 
     hookimpl = pluggy.HookimplMarker("airflow")
 
     def __init__(self) -> None:
         self.errors: dict[str, BaseException] = {}
+        self.runs: dict[str, int] = {}
+
+    @hookimpl
+    def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
+        self.runs[task_instance.task_id] = self.runs.get(task_instance.task_id, 0) + 1
 
     @hookimpl
     def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
@@ -81,20 +90,20 @@ class _FailureListener:
             self.errors[task_instance.task_id] = error
 
 
-_listener: _FailureListener | None = None
+_listener: _TaskListener | None = None
 
 
-def _record_failures(dag: Any) -> dict[str, BaseException]:
+def _listen() -> _TaskListener:
     global _listener
     if _listener is None:
         try:
             from airflow.sdk.listener import get_listener_manager  # Airflow >= 3.2
         except ImportError:
             from airflow.listeners.listener import get_listener_manager
-        _listener = _FailureListener()
+        _listener = _TaskListener()
         get_listener_manager().add_listener(_listener)
-    _listener.errors = {}
-    return _listener.errors
+    _listener.errors, _listener.runs = {}, {}
+    return _listener
 
 
 def _share_the_execution_api() -> None:

@@ -7,6 +7,7 @@ One stack serves the module; every test stops what it started, and the stack sto
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import shutil
@@ -19,6 +20,7 @@ import pytest
 from conftest import SECRET_TOKEN
 
 from airflow_provider_hubexport.sandbox import Packaging, Sandbox
+from airflow_provider_hubexport.sandbox.state import most_at_once, most_in_window
 from devtools.airflow_stack import AirflowStack
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
@@ -57,15 +59,18 @@ def stack(sandbox_e2e, tmp_path_factory, postgres):
     home = tmp_path_factory.mktemp("airflow-e2e")
     dags = home / "dags"
     dags.mkdir()
-    for name in ("hubspot_list_export.py",):
+    for name in ("hubspot_list_export.py", "hubspot_contacts_daily.py"):
         shutil.copy(DAGS / name, dags / name)
     (dags / "e2e_big_download.py").write_text(BIG_DOWNLOAD_DAG)
     exports = home / "exports"
     env = {
         "AIRFLOW_CONN_HUBSPOT_DEFAULT": sandbox_e2e.connection_json(
-            retry_max_attempts=3, retry_max_seconds=10
+            retry_max_attempts=3, retry_max_seconds=10, quota_retry_interval=5
         ),
         "HUBSPOT_EXPORT_DIR": str(exports),
+        "HUBSPOT_POOL": "hubspot_exports",
+        # Waits on the triggerer where the DAG does not say: the daily DAG's start and sensor.
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         "HUBSPOT_POKE_INTERVAL": "1",
         "HUBSPOT_MAX_POKE_INTERVAL": "2",
     }
@@ -234,3 +239,66 @@ def test_rest_api_connection_test(stack, sandbox_e2e):
         and "INVALID_AUTHENTICATION" in bad["message"]
         and "wrong-token" not in bad["message"]
     )
+
+
+BACKFILL_DAYS = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08", "2026-01-09", "2026-01-10"]
+
+
+def test_backfill_rides_out_the_export_limit_unattended(stack, sandbox_e2e):
+    """Six daily runs against HubSpot's limits scaled down (2 exports per rolling 60 s, one
+    PROCESSING at a time), through the README's commands: a one-slot pool that counts deferred
+    tasks, and ``airflow backfill create``. Refused starts wait deferred and try again."""
+    window = 60.0
+    stack.api("POST", "/pools", json={"name": "hubspot_exports", "slots": 1, "include_deferred": True})
+    sandbox_e2e.export_limit, sandbox_e2e.one_at_a_time = (2, window), True
+    first = len(sandbox_e2e.export_history())
+    try:
+        # Airflow starts no run of a paused DAG, backfill runs included; unpaused, it also
+        # schedules its latest interval (catchup=False): one more export, under the same limits.
+        stack.unpause("hubspot_contacts_daily")
+        started = time.monotonic()
+        stack.airflow(
+            "backfill", "create", "--dag-id", "hubspot_contacts_daily",
+            "--from-date", BACKFILL_DAYS[0], "--to-date", BACKFILL_DAYS[-1],
+        )  # fmt: skip
+
+        def runs():
+            return stack.api("GET", "/dags/hubspot_contacts_daily/dagRuns", params={"limit": 50})["dag_runs"]
+
+        def all_finished():
+            listed = runs()
+            backfilled = [r for r in listed if r["run_type"] == "backfill"]
+            done = all(r["state"] in ("success", "failed") for r in listed)
+            return listed if len(backfilled) == len(BACKFILL_DAYS) and done else None
+
+        listed = stack.wait_until("the backfill finished", all_finished, timeout=900, every=2)
+        print(
+            f"\nbackfill of {len(BACKFILL_DAYS)} days (+{len(listed) - len(BACKFILL_DAYS)} scheduled) "
+            f"took {time.monotonic() - started:.0f} s; {len(sandbox_e2e.refused_starts())} starts refused"
+        )
+        failed = [r["dag_run_id"] for r in listed if r["state"] != "success"]
+        assert not failed, stack.failure_report("hubspot_contacts_daily", failed)
+        backfilled = sorted(r["logical_date"][:10] for r in listed if r["run_type"] == "backfill")
+        assert backfilled == BACKFILL_DAYS
+        # No task failed along the way: every try of every task was its first.
+        for run in listed:
+            tis = stack.api("GET", f"/dags/hubspot_contacts_daily/dagRuns/{run['dag_run_id']}/taskInstances")
+            assert {ti["task_id"]: (ti["state"], ti["try_number"]) for ti in tis["task_instances"]} == {
+                task: ("success", 1)
+                for task in ("start_export", "wait_for_export", "download_export", "count_rows")
+            }, run["dag_run_id"]
+    finally:
+        sandbox_e2e.export_limit, sandbox_e2e.one_at_a_time = None, False
+    history = sandbox_e2e.export_history()[first:]
+    assert len(history) == len(listed)  # one export per run: no duplicate start
+    assert sandbox_e2e.refused_starts(), "the limit was never reached: the test proves nothing"
+    assert most_in_window([r.started for r in history], window) <= 2
+    assert most_at_once([(r.processing_at, r.completed_at) for r in history if r.processing_at]) == 1
+    for day in BACKFILL_DAYS:
+        end = (datetime.date.fromisoformat(day) + datetime.timedelta(days=1)).isoformat()
+        (export_id,) = [
+            e for e in sandbox_e2e.exports
+            if sandbox_e2e.exports[e].request.get("exportName") == f"contacts modified {day}"
+        ]  # fmt: skip
+        landed = stack.exports / "contacts" / f"{day}_{end}" / "contacts.csv"
+        assert _sha(landed) == _sha(sandbox_e2e.served_file(export_id)), day

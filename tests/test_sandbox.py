@@ -407,7 +407,9 @@ def test_command_line_limits():
 
     args = parse_args(["--export-limit", "2/60", "--one-at-a-time"])
     assert args.export_limit == (2, 60.0) and args.one_at_a_time
-    args = parse_args([])
+    args = parse_args([])  # what `make sandbox` and `make airflow` run: HubSpot's limits
+    assert args.export_limit == (30, 86400.0) and args.one_at_a_time
+    args = parse_args(["--export-limit", "none", "--no-one-at-a-time"])
     assert args.export_limit is None and not args.one_at_a_time
     for bad in ("3", "x/60", "2/0", "-1/60"):
         with pytest.raises(SystemExit):

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from airflow_provider_hubexport import __version__
 from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
 from airflow_provider_hubexport.hooks.retry import RetryPolicy
+from airflow_provider_hubexport.quota import DEFAULT_QUOTA_RETRY_INTERVAL, DEFAULT_QUOTA_WAIT_TIMEOUT
 from airflow_provider_hubexport.validation import API_VERSIONS, DEFAULT_API_VERSION
 
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -105,6 +106,9 @@ class HubSpotConnectionSettings:
     proxies: dict[str, str] | None = None
     # Resend a start that failed after HubSpot may have acted (500, 504, a timeout after sending)?
     resend_uncertain_start: bool = True
+    # How a start refused for HubSpot's 30-a-day limit waits for the window (operators may override).
+    quota_retry_interval: float = DEFAULT_QUOTA_RETRY_INTERVAL
+    quota_wait_timeout: float = DEFAULT_QUOTA_WAIT_TIMEOUT
 
     @property
     def oauth(self) -> bool:
@@ -160,4 +164,6 @@ class HubSpotConnectionSettings:
             verify=verify,
             proxies=proxies,
             resend_uncertain_start=resend_uncertain_start,
+            quota_retry_interval=_number(extras, "quota_retry_interval", DEFAULT_QUOTA_RETRY_INTERVAL),
+            quota_wait_timeout=_number(extras, "quota_wait_timeout", DEFAULT_QUOTA_WAIT_TIMEOUT),
         )

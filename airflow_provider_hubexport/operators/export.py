@@ -5,12 +5,13 @@ DAG files import this module on every parse: it imports no HTTP library and not 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hubexport.compat import BaseOperator, ResumableJobMixin, conf
-from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
+from airflow_provider_hubexport.exceptions import HubSpotExportLimitError, HubSpotExportRequestError
 from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
 from airflow_provider_hubexport.polling import (
     DEFAULT_BACKOFF_FACTOR,
@@ -24,6 +25,7 @@ from airflow_provider_hubexport.polling import (
     complete_from_event,
     export_task_id_of,
 )
+from airflow_provider_hubexport.quota import QuotaWait
 from airflow_provider_hubexport.validation import validate_export_request, validate_id
 from airflow_provider_hubexport.waiting import check_once, defer_to_trigger, wait_for_export
 
@@ -84,7 +86,9 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
     Give the request in HubSpot's own shape (``export_request``), with keyword arguments for the
     common fields, or both. It is checked before anything is sent. A retry reconnects to the export
     this task already started (Airflow 3.3's ``task_state_store``) instead of starting another:
-    HubSpot allows 30 exports a day and runs one at a time.
+    HubSpot allows 30 exports a day and runs one at a time. A start refused for that limit waits
+    for the window to free up (on the triggerer when deferrable) and tries again, so a backfill of
+    more days than the limit runs unattended.
 
     :param export_request: the request body, e.g. ``{"exportType": "VIEW", "format": "CSV",
         "objectType": "CONTACT", "objectProperties": ["email"]}`` (templated).
@@ -100,6 +104,13 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
         (a 500, a 504, a timeout after sending), with a warning: it may start a second export.
         Default: the connection's ``resend_uncertain_start`` extra, else True; False fails instead.
         A start that never reached HubSpot (502, 503, a refused connection) is always resent.
+    :param deferrable: wait out HubSpot's daily limit on the triggerer, holding no worker slot
+        (default from ``[operators] default_deferrable``); otherwise the task sleeps between tries.
+    :param wait_for_quota: when HubSpot refuses the start for its limit of 30 exports per rolling
+        24 hours, try again every ``quota_retry_interval`` seconds until it is accepted or
+        ``quota_wait_timeout`` seconds have passed (default True); False fails at once.
+    :param quota_retry_interval: seconds between tries (default: the connection's extra, else 900).
+    :param quota_wait_timeout: seconds to keep trying (default: the connection's extra, else 86400).
     :param list_id: ``listId``, for LIST exports.
     :param associated_object_types: ``associatedObjectType``: associated objects to include.
     :param filters: ``publicCrmSearchRequest.filters``, e.g. ``[{"propertyName": "lastmodifieddate",
@@ -132,10 +143,22 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
         sorts: list[Any] | None = None,
         hubspot_conn_id: str = "hubspot_default",
         resend_uncertain_start: bool | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        wait_for_quota: bool = True,
+        quota_retry_interval: float | None = None,
+        quota_wait_timeout: float | timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.resend_uncertain_start = resend_uncertain_start
+        self.deferrable = deferrable
+        self.wait_for_quota = wait_for_quota
+        self.quota_retry_interval = quota_retry_interval
+        self.quota_wait_timeout = (
+            quota_wait_timeout.total_seconds()
+            if isinstance(quota_wait_timeout, timedelta)
+            else quota_wait_timeout
+        )
         self.export_request = export_request
         self.object_type = object_type
         self.object_properties = object_properties
@@ -151,6 +174,7 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
         self.sorts = sorts
         self.hubspot_conn_id = hubspot_conn_id
         self._request: dict[str, Any] = {}
+        self._quota: QuotaWait | None = None
 
     def execute(self, context: Context) -> Any:
         fields = {k: getattr(self, k) for k in (*REQUEST_FIELDS, *SEARCH_FIELDS)}
@@ -162,9 +186,62 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
         )
         return self.execute_resumable(context)
 
+    def execute_after_quota_wait(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Back from a deferred wait for HubSpot's daily limit: the same task, trying the start again."""
+        self._quota = QuotaWait.from_kwargs((event or {}).get("quota"))
+        return self.execute(context)
+
     # -- ResumableJobMixin -----------------------------------------------------------------------
     def submit_job(self, context: Context) -> str:
-        return self.hook.start_export(self._request, resend_uncertain_start=self.resend_uncertain_start)
+        while True:
+            try:
+                return self.hook.start_export(
+                    self._request, resend_uncertain_start=self.resend_uncertain_start
+                )
+            except HubSpotExportLimitError as refused:
+                if not self.wait_for_quota:
+                    raise
+                seconds = self._next_quota_try(refused)
+            if self.deferrable:
+                self._defer_quota_wait(seconds)
+            time.sleep(seconds)
+
+    def _next_quota_try(self, refused: HubSpotExportLimitError) -> float:
+        """Seconds until the next try of a start refused for the daily limit; raises once the wait
+        has run out. Logs one line per refused try, so at most one per interval."""
+        settings = self.hook.settings
+        interval = (
+            settings.quota_retry_interval if self.quota_retry_interval is None else self.quota_retry_interval
+        )
+        timeout = settings.quota_wait_timeout if self.quota_wait_timeout is None else self.quota_wait_timeout
+        now = time.time()
+        self._quota, seconds = (self._quota or QuotaWait.begin(now, interval, timeout)).after_refusal(now)
+        if seconds is None:
+            raise HubSpotExportLimitError(
+                f"{refused.hubspot_message} Still refused after waiting {timeout:g} s "
+                f"({self._quota.refused} tries); raise quota_wait_timeout to wait longer.",
+                status_code=refused.status_code,
+                category=refused.category,
+                sub_category=refused.sub_category,
+                correlation_id=refused.correlation_id,
+            )
+        self.log.warning(
+            "HubSpot refused the start: its limit of 30 exports per rolling 24 hours is reached "
+            "(refused %d time(s) so far). Trying again in %.1f s, until %s (quota_wait_timeout).",
+            self._quota.refused,
+            seconds,
+            datetime.fromtimestamp(self._quota.deadline, tz=timezone.utc).isoformat(timespec="seconds"),
+        )
+        return seconds
+
+    def _defer_quota_wait(self, seconds: float) -> None:
+        from airflow_provider_hubexport.triggers.quota import HubSpotQuotaWaitTrigger
+
+        assert self._quota is not None
+        self.defer(
+            trigger=HubSpotQuotaWaitTrigger(time.time() + seconds, self._quota.to_kwargs()),
+            method_name="execute_after_quota_wait",
+        )
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         return self.hook.get_export_status(external_id).status
@@ -267,7 +344,9 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
     COMPLETE) rather than starting another; after a failed download it only downloads again.
 
     :param destination: where the file lands (see ``HubSpotDownloadExportOperator``).
-    :param deferrable: wait on the triggerer (default from ``[operators] default_deferrable``).
+    :param deferrable: wait on the triggerer, for the export and for HubSpot's daily limit (default
+        from ``[operators] default_deferrable``); ``wait_for_quota`` and its two settings are the start
+        operator's.
     :param poke_interval: first wait between status checks, growing by ``backoff_factor`` up to
         ``max_poke_interval``; ``timeout`` bounds the whole wait; ``accept_errors`` accepts a COMPLETE
         export with errors (see ``HubSpotExportSensor``).
@@ -282,7 +361,6 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         unzip: bool = False,
         overwrite: bool = True,
         filename: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = DEFAULT_POLL_INTERVAL,
         backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
         max_poke_interval: float = DEFAULT_MAX_POLL_INTERVAL,
@@ -296,7 +374,6 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         self.unzip = unzip
         self.overwrite = overwrite
         self.filename = filename
-        self.deferrable = deferrable
         self.schedule = PollSchedule(
             float(poke_interval), backoff_factor, max(max_poke_interval, poke_interval)
         )

@@ -8,12 +8,14 @@ import json
 import signal
 import sys
 
-from airflow_provider_hubexport.sandbox.server import DEFAULT_TOKEN, Sandbox
+from airflow_provider_hubexport.sandbox.server import DEFAULT_TOKEN, HUBSPOT_EXPORT_LIMIT, Sandbox
 from airflow_provider_hubexport.sandbox.state import ExportPlan
 
 
-def export_limit(text: str) -> tuple[int, float]:
-    """``N/SECONDS``, e.g. ``30/86400`` (HubSpot's) or ``2/60``."""
+def export_limit(text: str) -> tuple[int, float] | None:
+    """``N/SECONDS``, e.g. ``30/86400`` (HubSpot's) or ``2/60``; ``none`` for no limit."""
+    if text.strip().lower() == "none":
+        return None
     count, sep, window = text.partition("/")
     try:
         limit = (int(count), float(window))
@@ -49,15 +51,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--export-limit",
         type=export_limit,
-        default=None,
+        default=HUBSPOT_EXPORT_LIMIT,
         metavar="N/SECONDS",
         help="accept at most N export starts per rolling SECONDS, refusing the rest with HubSpot's "
-        "daily-limit 429 (HubSpot's is 30/86400; default: no limit)",
+        "daily-limit 429 (default HubSpot's, 30/86400; 'none' for no limit)",
     )
     p.add_argument(
         "--one-at-a-time",
-        action="store_true",
-        help="process one export at a time, the others waiting PENDING, as HubSpot does",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="process one export at a time, the others waiting PENDING, as HubSpot does (default)",
     )
     p.add_argument("--workdir", default=None, help="where result files are written (default: a temp dir)")
     p.add_argument("--ready-file", default=None, help="write the API URL here once listening (for scripts)")

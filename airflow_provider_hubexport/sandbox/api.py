@@ -13,7 +13,7 @@ from airflow_provider_hubexport.sandbox import faults
 from airflow_provider_hubexport.sandbox.auth import check_bearer, refresh_grant
 from airflow_provider_hubexport.sandbox.files import FileHost
 from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export
-from airflow_provider_hubexport.sandbox.wire import hubspot_error, iso
+from airflow_provider_hubexport.sandbox.wire import export_limit_error, hubspot_error, iso
 
 if TYPE_CHECKING:
     from airflow_provider_hubexport.sandbox.server import Sandbox
@@ -68,18 +68,6 @@ def invalid_request(body: Any) -> str | None:
     if body["exportType"] == "LIST" and not body.get("listId"):
         return "Invalid input JSON: listId is required for LIST exports."
     return None
-
-
-def export_limit_error(limit: tuple[int, float] | None) -> web.Response:
-    """HubSpot's 429 for its export limit (30 per rolling 24 hours); no Retry-After, as HubSpot."""
-    count, window = limit or (0, 86400.0)
-    period = "24 hour" if window == 86400 else f"{window:g} second"
-    return hubspot_error(
-        429,
-        f"You have reached the limit of {count} exports in a rolling {period} period.",
-        "RATE_LIMITS",
-        subCategory="ExportLimitError.DAILY_EXPORT_LIMIT",
-    )
 
 
 def _prefix(request: web.Request) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Fault
-from airflow_provider_hubexport.sandbox.wire import rate_limit_response
+from airflow_provider_hubexport.sandbox.wire import export_limit_error, rate_limit_response
 
 if TYPE_CHECKING:
     from airflow_provider_hubexport.sandbox.server import Sandbox
@@ -72,6 +72,8 @@ async def apply(fault: Fault, request: web.Request, urls: dict[str, str]) -> web
             content_type="text/html",
             headers={"Server": "cloudflare", "CF-RAY": uuid.uuid4().hex[:16] + "-AMS"},
         )
+    elif fault.kind == "export_limit":
+        return export_limit_error(None)
     elif fault.kind == "non_json":
         return web.Response(text="<html><body>Bad gateway</body></html>", content_type="text/html")
     elif fault.kind == "missing_fields":

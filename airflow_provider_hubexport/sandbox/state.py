@@ -16,6 +16,7 @@ FAULT_KINDS = (
     "unknown_status",
     "redirect",
     "gateway_page",
+    "export_limit",
 )
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MOVED_PREFIX = "/moved"  # where a redirect points: the same resource, under this prefix
@@ -55,7 +56,8 @@ class Fault:
     without the fields), ``unknown_status`` (a status HubSpot never documented), ``redirect`` (a
     ``status`` of 301, 302, 303, 307 or 308 with a ``Location`` header), ``gateway_page`` (the CDN's
     own HTML error page, e.g. Cloudflare's 502, with ``status``: HubSpot's application never saw
-    the request).
+    the request), ``export_limit`` (HubSpot's 429 for its 30-exports-per-24-hours limit, whatever
+    the sandbox's own ``export_limit`` says).
 
     A redirect points at the same path and query under ``/moved`` (``MOVED_PREFIX``), where the
     same resource is served: a client that follows it gets a normal answer, and the sandbox's

@@ -64,3 +64,15 @@ class Recorder:
                 pgid=pgid,
             )
         )
+
+
+def export_limit_error(limit: tuple[int, float] | None) -> web.Response:
+    """HubSpot's 429 for its export limit (30 per rolling 24 hours; ``None``: that default); no Retry-After, as HubSpot."""
+    count, window = limit or (30, 86400.0)
+    period = "24 hour" if window == 86400 else f"{window:g} second"
+    return hubspot_error(
+        429,
+        f"You have reached the limit of {count} exports in a rolling {period} period.",
+        "RATE_LIMITS",
+        subCategory="ExportLimitError.DAILY_EXPORT_LIMIT",
+    )
