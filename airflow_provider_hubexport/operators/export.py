@@ -109,7 +109,9 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
     :param wait_for_quota: when HubSpot refuses the start for its limit of 30 exports per rolling
         24 hours, try again every ``quota_retry_interval`` seconds until it is accepted or
         ``quota_wait_timeout`` seconds have passed (default True); False fails at once.
-    :param quota_retry_interval: seconds between tries (default: the connection's extra, else 900).
+    :param quota_retry_interval: seconds between tries (default: the connection's extra, else 900);
+        a minute or more when deferring: Airflow 3.3.2 and before may fail a task whose trigger
+        fires within seconds of its deferral (apache/airflow#72716).
     :param quota_wait_timeout: seconds to keep trying (default: the connection's extra, else 86400).
     :param list_id: ``listId``, for LIST exports.
     :param associated_object_types: ``associatedObjectType``: associated objects to include.
