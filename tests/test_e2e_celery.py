@@ -59,6 +59,9 @@ def celery_stack(tmp_path_factory, postgres):
             "AIRFLOW__CELERY__RESULT_BACKEND": f"redis://127.0.0.1:{redis_port}/1",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "16",
             "AIRFLOW__CORE__PARALLELISM": "64",
+            # The DAG files are written before the stack starts: parse each once, not every 30 s (CPU
+            # the other legs of `make test` need).
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
         },
     )
     stack.processes["redis"] = [redis]

@@ -94,6 +94,7 @@ def test_a_refused_start_waits_for_the_window_and_starts_once(
     )
 
 
+@pytest.mark.repetition
 def test_the_all_in_one_operator_waits_too_with_the_connections_interval(
     sandbox, connect, airflow_db, tmp_path
 ):
@@ -123,9 +124,8 @@ def test_wait_for_quota_false_fails_at_once(sandbox, connect, airflow_db):
     assert len(_posts(sandbox)) == 1
 
 
-@pytest.mark.parametrize(
-    "deferrable", [True, pytest.param(False, marks=pytest.mark.repetition)], ids=["deferrable", "in-task"]
-)
+@pytest.mark.repetition
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-task"])
 def test_the_wait_ends_at_quota_wait_timeout(sandbox, connect, airflow_db, deferrable):
     connect()
     _refuse(sandbox, 10**6)
