@@ -88,10 +88,16 @@ class PollState:
         self.log = log
         self.transient_in_a_row = 0
         self.asked_to_wait: float | None = None
+        self.last_status: str | None = None
 
     def seen(self, status: ExportStatus) -> ExportStatus:
+        """A poll's answer; said in the log when the status changed (PENDING -> PROCESSING ->
+        COMPLETE), not on every poll: a triggerer with thousands of waits would spend its time
+        writing "still PROCESSING"."""
         self.transient_in_a_row, self.asked_to_wait = 0, None
-        self.log.info("Export %s is %s", status.export_task_id, status.status)
+        if status.status != self.last_status:
+            self.last_status = status.status
+            self.log.info("Export %s is %s", status.export_task_id, status.status)
         return status
 
     def failed(self, err: HubSpotExportError) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
@@ -34,7 +35,7 @@ from airflow_provider_hubexport.exceptions import (
 from airflow_provider_hubexport.hooks import auth, auth_flow
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.hooks.endpoint import endpoint_path, endpoint_request
-from airflow_provider_hubexport.hooks.retry import RetryPolicy
+from airflow_provider_hubexport.hooks.retry import RetryPolicy, replaying
 from airflow_provider_hubexport.validation import validate_id
 
 # A task id far beyond any HubSpot issues: the status call for it costs one request and answers
@@ -235,9 +236,15 @@ class HubSpotHook(HttpHook):
         policy: RetryPolicy | None = None,
     ) -> Any:
         policy = policy or self.settings.retry
-        retrying = tenacity.Retrying(**policy.tenacity_kwargs(self.log, request))
+        started = time.monotonic()
         try:
-            return retrying(self._attempt, request, answer)
+            try:
+                return self._attempt(request, answer)  # most calls: no retry machinery at all
+            except HubSpotExportError as first:
+                if not policy.worth_another_try(first, request):
+                    raise
+                kwargs = policy.tenacity_kwargs(self.log, request, started=started)
+                return tenacity.Retrying(**kwargs)(replaying(first, self._attempt), request, answer)
         except HubSpotExportError as err:
             raise policy.final_error(err, request) from None
 

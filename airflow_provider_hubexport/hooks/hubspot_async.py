@@ -4,12 +4,15 @@ the event loop.
 
 A triggerer holds thousands of waits, so they share one ``aiohttp.ClientSession`` per event loop
 (one connection pool); Authorization and timeouts are set per request, so sharing is safe across
-connections. The session closes when the last client on the loop is done.
+connections. The session closes when the last client on the loop is done. They also share the
+connection's settings: read once per event loop and connection id, not once per wait (a read goes
+through Airflow's secrets backends, for most of them on asgiref's single thread).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import replace
@@ -32,6 +35,7 @@ from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExp
 from airflow_provider_hubexport.hooks import auth, auth_flow
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.hooks.endpoint import endpoint_request
+from airflow_provider_hubexport.hooks.retry import areplaying
 from airflow_provider_hubexport.validation import validate_id
 
 
@@ -80,6 +84,57 @@ class _SharedSession:
         if shared.users <= 0:
             del cls._by_loop[loop]
             await session.close()
+
+
+SETTINGS_TTL = 300.0  # seconds: a rotated token or changed extra reaches running waits within this
+
+
+class _SharedSettings:
+    """Each connection's settings, read once per event loop and reused by every wait on it until
+    ``SETTINGS_TTL`` has passed or HubSpot answered 401 (the token may have been rotated). One read
+    at a time per connection: a thousand waits starting together make one."""
+
+    _by_loop: weakref.WeakKeyDictionary[
+        asyncio.AbstractEventLoop, dict[str, tuple[float, HubSpotConnectionSettings]]
+    ] = weakref.WeakKeyDictionary()
+    _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    async def get(cls, conn_id: str) -> HubSpotConnectionSettings:
+        loop = asyncio.get_running_loop()
+        entries = cls._by_loop.setdefault(loop, {})
+        fresh = cls._fresh(entries, conn_id)
+        if fresh is not None:
+            return fresh
+        async with cls._locks.setdefault(loop, {}).setdefault(conn_id, asyncio.Lock()):
+            fresh = cls._fresh(entries, conn_id)  # read by another wait while this one queued
+            if fresh is not None:
+                return fresh
+            conn = await aget_connection(conn_id)
+            settings = HubSpotConnectionSettings.from_connection(conn, conn_id)
+            for secret in auth.not_yet_masked(settings.secrets):
+                await amask_secret(secret)
+            entries[conn_id] = (time.monotonic(), settings)
+            return settings
+
+    @staticmethod
+    def _fresh(
+        entries: dict[str, tuple[float, HubSpotConnectionSettings]], conn_id: str
+    ) -> HubSpotConnectionSettings | None:
+        entry = entries.get(conn_id)
+        if entry is None or time.monotonic() - entry[0] >= SETTINGS_TTL:
+            return None
+        return entry[1]
+
+    @classmethod
+    def forget(cls, conn_id: str) -> None:
+        """Read the connection again on next use (after a 401)."""
+        try:
+            cls._by_loop.get(asyncio.get_running_loop(), {}).pop(conn_id, None)
+        except RuntimeError:  # no running loop: nothing cached for it
+            pass
 
 
 _refresh_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
@@ -146,16 +201,15 @@ class HubSpotAsyncHook(HttpAsyncHook):
         self._users = 0
 
     async def __aenter__(self) -> HubSpotAsyncHook:
-        if self.settings is None:
-            conn = await aget_connection(self.hubspot_conn_id)
-            self.settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
-            self.base_url = self.settings.base_url
-            for secret in auth.not_yet_masked(self.settings.secrets):
-                await amask_secret(secret)
+        await self._read_settings()
         if self.http_session is None:
             self.http_session = _SharedSession.acquire()
         self._users += 1
         return self
+
+    async def _read_settings(self) -> None:
+        self.settings = await _SharedSettings.get(self.hubspot_conn_id)
+        self.base_url = self.settings.base_url
 
     async def __aexit__(self, *exc: object) -> None:
         self._users -= 1
@@ -245,12 +299,23 @@ class HubSpotAsyncHook(HttpAsyncHook):
         if self.http_session is None:  # not inside `async with`: open and give back around this call
             async with self:
                 return await self._call(request, answer)
+        await self._read_settings()  # a dict lookup, but a long wait sees a rotated token
         assert self.settings is not None
         policy = self.settings.retry
-        kwargs = policy.tenacity_kwargs(self.call_log, request)
+        started = time.monotonic()
         try:
-            return await tenacity.AsyncRetrying(**kwargs)(self._attempt, request, answer)
+            try:
+                return await self._attempt(request, answer)  # most polls: no retry machinery at all
+            except HubSpotExportError as first:
+                if not policy.worth_another_try(first, request):
+                    raise
+                kwargs = policy.tenacity_kwargs(self.call_log, request, started=started)
+                return await tenacity.AsyncRetrying(**kwargs)(
+                    areplaying(first, self._attempt), request, answer
+                )
         except HubSpotExportError as err:
+            if err.status_code == 401:
+                _SharedSettings.forget(self.hubspot_conn_id)
             raise policy.final_error(err, request) from None
 
     async def call(self, request: ApiRequest, parse: Callable[[Any], Any] = lambda body: body) -> Any:

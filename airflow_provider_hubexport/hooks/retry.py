@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,32 @@ import tenacity
 
 from airflow_provider_hubexport.api import ApiRequest
 from airflow_provider_hubexport.exceptions import HubSpotExportError
+
+
+def replaying(first: BaseException, attempt: Callable[..., Any]) -> Callable[..., Any]:
+    """``attempt``, whose first call raises ``first``: the failure of the attempt a hook made before
+    building any retry machinery, handed to tenacity as attempt 1 so the policy (waits, warnings,
+    the budget and the closing note) sees every attempt."""
+    pending = [first]
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if pending:
+            raise pending.pop()
+        return attempt(*args, **kwargs)
+
+    return call
+
+
+def areplaying(first: BaseException, attempt: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """:func:`replaying` for a coroutine function (the async hook)."""
+    pending = [first]
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        if pending:
+            raise pending.pop()
+        return await attempt(*args, **kwargs)
+
+    return call
 
 
 def _with_note(exc: HubSpotExportError, note: str) -> HubSpotExportError:
@@ -67,26 +94,40 @@ class RetryPolicy:
             return min(exc.retry_after, self.max_seconds)
         return backoff(state)
 
-    def tenacity_kwargs(self, log: logging.Logger | Any, request: ApiRequest) -> dict[str, Any]:
+    def worth_another_try(self, err: BaseException, request: ApiRequest) -> bool:
+        """Whether a failed attempt of ``request`` is sent again (within the budget)."""
+        if not isinstance(err, HubSpotExportError) or not err.retryable:
+            return False
+        return self._resendable(err, request)
+
+    def tenacity_kwargs(
+        self, log: logging.Logger | Any, request: ApiRequest, *, started: float | None = None
+    ) -> dict[str, Any]:
         """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying`` around one API call.
 
         The last error is re-raised with a sentence on what was spent, so a rate-limit storm ends
         in a clear message, not a ``RetryError``. Pass what escapes through :meth:`final_error`.
+        The hooks make a call's first attempt on its own and build these only after it failed
+        (a poll that succeeds builds no retry machinery): they replay that failure as attempt 1
+        (:func:`replaying`), and ``started`` (``time.monotonic()`` before it) keeps its time in
+        the budget.
         """
-
-        def worth_another_try(err: BaseException) -> bool:
-            if not isinstance(err, HubSpotExportError) or not err.retryable:
-                return False
-            return self._resendable(err, request)
-
-        return self._kwargs(
+        kwargs = self._kwargs(
             log,
             request.describe,
-            worth_another_try,
+            lambda err: self.worth_another_try(err, request),
             self._wait,
             "attempt",
             warn=self._uncertain_warning(request),
         )
+        if started is not None:
+
+            def count_from_the_first_attempt(state: tenacity.RetryCallState) -> None:
+                if state.attempt_number == 1:
+                    state.start_time = started
+
+            kwargs["before"] = count_from_the_first_attempt
+        return kwargs
 
     @staticmethod
     def _resendable(err: HubSpotExportError, request: ApiRequest) -> bool:

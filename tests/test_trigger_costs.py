@@ -1,0 +1,117 @@
+"""What a wait costs the triggerer, beyond its polls: thousands of waits share one event loop.
+
+Per wait: the connection is read once per event loop and connection id, not once per wait (a read
+goes through Airflow's secrets backends), and read again after ``SETTINGS_TTL`` or a 401. Per
+poll: a log line only when the status changes, and no retry machinery unless the poll failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import tenacity
+from conftest import CONTACTS
+
+from airflow_provider_hubexport.hooks import hubspot_async
+from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
+
+
+@pytest.fixture
+def start(sandbox, connect):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    connect()
+
+    def _start(**plan):
+        sandbox.plan_next(**plan)
+        return HubSpotHook().start_export(CONTACTS)
+
+    return _start
+
+
+@pytest.fixture
+def connection_reads(monkeypatch):
+    """Counts the connection reads of the async hook (the triggerer's)."""
+    reads: list[str] = []
+    real = hubspot_async.aget_connection
+
+    async def counted(conn_id):
+        reads.append(conn_id)
+        return await real(conn_id)
+
+    monkeypatch.setattr(hubspot_async, "aget_connection", counted)
+    return reads
+
+
+class _Log:
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def info(self, msg, *args):
+        self.lines.append(msg % args)
+
+    warning = error = debug = info
+
+
+def _wait(task_id):
+    return HubSpotExportTrigger(export_task_id=task_id, poll_interval=0.05, backoff_factor=1.0)
+
+
+async def _event(trigger):
+    return [event.payload async for event in trigger.run()][0]
+
+
+async def test_a_hundred_waits_read_the_connection_once(sandbox, start, connection_reads):
+    ids = [start(pending_polls=2, processing_polls=2) for _ in range(100)]
+    events = await asyncio.gather(*(_event(_wait(i)) for i in ids))
+    assert [e["status"] for e in events] == ["success"] * 100
+    assert connection_reads == ["hubspot_default"]
+
+
+async def test_the_connection_is_read_again_after_the_ttl(sandbox, start, connection_reads, monkeypatch):
+    first, second = start(pending_polls=0, processing_polls=0), start(pending_polls=0, processing_polls=0)
+    await _event(_wait(first))
+    assert connection_reads == ["hubspot_default"]
+    monkeypatch.setattr(hubspot_async, "SETTINGS_TTL", 0.0)  # from now on, every use is past the TTL
+    await _event(_wait(second))
+    assert len(connection_reads) > 1
+
+
+async def test_a_401_makes_the_next_wait_read_the_connection_again(sandbox, start, connection_reads):
+    first, second = start(pending_polls=0, processing_polls=0), start(pending_polls=0, processing_polls=0)
+    sandbox.inject("status", status=401, path=f"/tasks/{first}/status", times=1)
+    failed = await _event(_wait(first))
+    assert failed["status"] == "error" and "401" in failed["message"]
+    assert (await _event(_wait(second)))["status"] == "success"
+    assert connection_reads == ["hubspot_default", "hubspot_default"]  # the rotated token is picked up
+
+
+async def test_polls_log_only_status_changes(sandbox, start, monkeypatch):
+    task_id = start(pending_polls=5, processing_polls=5)
+    log = _Log()
+    monkeypatch.setattr(HubSpotExportTrigger, "log", property(lambda self: log))
+    assert (await _event(_wait(task_id)))["status"] == "success"
+    assert len(sandbox.api_requests(f"/tasks/{task_id}/status")) == 11
+    said = [line for line in log.lines if task_id in line]
+    assert said == [f"Export {task_id} is {s}" for s in ("PENDING", "PROCESSING", "COMPLETE")]
+
+
+async def test_a_poll_that_succeeds_builds_no_retry_machinery(sandbox, start, monkeypatch):
+    task_id = start(pending_polls=3, processing_polls=3)
+    built: list[object] = []
+    real = tenacity.AsyncRetrying
+
+    def counting(*args, **kwargs):
+        built.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hubspot_async.tenacity, "AsyncRetrying", counting)
+    assert (await _event(_wait(task_id)))["status"] == "success"
+    assert built == []
+    # A failed poll engages the policy, which still counts that first attempt: 2 failures, then
+    # the third attempt succeeds, all within one poll.
+    second = start(pending_polls=0, processing_polls=0)
+    sandbox.inject("status", status=503, retry_after=0.05, path=f"/tasks/{second}/status", times=2)
+    assert (await _event(_wait(second)))["status"] == "success"
+    assert len(built) == 1 and len(sandbox.api_requests(f"/tasks/{second}/status")) == 3
