@@ -29,6 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".test-logs"
 E2E = ("tests/test_e2e_local.py", "tests/test_e2e_celery.py")
+# The main leg runs every case of this module as a job of its own (the version legs run a third of
+# it with their other tests): the main leg is the longest, and all legs share two cores.
+FAULT_MATRIX = "tests/test_fault_matrix.py"
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class Leg:
     name: str
     lock: str
     python: str | None  # None: the main venv's own interpreter (``make venv``)
-    modules: tuple[str, ...] = ()  # only these; none: all but the end-to-end modules
+    modules: tuple[str, ...] = ()  # only these; none: all but the end-to-end modules (and ``ignore``)
+    ignore: tuple[str, ...] = ()
     # What the leg varies from the main leg decides what it runs: every leg skips ``repetition``
     # cases; a leg that varies only Airflow (same Python) also skips ``no_airflow`` tests.
     skip: tuple[str, ...] = ()
@@ -49,19 +53,24 @@ class Leg:
     def what(self) -> str:
         if self.modules:
             return ", ".join(Path(module).stem for module in self.modules)
-        return "all but the end-to-end modules" + "".join(f", not {marker}" for marker in self.skip)
+        leaves = "".join(f", {Path(module).stem}" for module in self.ignore)
+        return f"all but the end-to-end modules{leaves}" + "".join(f", not {m}" for m in self.skip)
 
     def selects(self, wanted: list[str] | None) -> bool:
-        """``--leg 3.3`` runs every part of the main leg (its unit tests and each end-to-end module);
-        ``--leg 3.3-e2e`` the end-to-end modules."""
-        return not wanted or any(self.name == w or self.name.startswith(f"{w}-e2e") for w in wanted)
+        """``--leg 3.3`` runs every part of the main leg (its unit tests, its fault matrix and each
+        end-to-end module); ``--leg 3.3-e2e`` the end-to-end modules."""
+        if not wanted:
+            return True
+        parts = ("-e2e", "-matrix")
+        return any(self.name == w or any(self.name.startswith(f"{w}{p}") for p in parts) for w in wanted)
 
 
 # Longest first, for when fewer jobs than legs run (``--jobs``): the next leg takes the first free job.
 OTHER_PYTHON = ("repetition",)
 SAME_PYTHON = ("repetition", "no_airflow")
 LEGS = (
-    Leg("3.3", "requirements/test.txt", None),
+    Leg("3.3", "requirements/test.txt", None, ignore=(FAULT_MATRIX,)),
+    Leg("3.3-matrix", "requirements/test.txt", None, modules=(FAULT_MATRIX,)),
     # Each end-to-end module is its own job: they mostly wait (Airflow's processes, the backfill's
     # export window), so side by side they cost little CPU and shorten the longest leg.
     Leg("3.3-e2e-local", "requirements/test.txt", None, modules=(E2E[0],)),
@@ -128,6 +137,15 @@ def versions(leg: Leg) -> str:
     return out.stdout.strip() or f"(not importable: {out.stderr.strip()[-300:]})"
 
 
+def run_pytest(args: list[str], log: Path, env: dict[str, str]) -> tuple[int, float]:
+    """Run one leg's pytest; its exit code and the CPU seconds it and its children used."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
 def run_leg(leg: Leg, uv: Path) -> tuple[Leg, dict[str, int], float, str]:
     started = time.monotonic()
     log = LOGS / f"{leg.name}.log"
@@ -149,14 +167,14 @@ def run_leg(leg: Leg, uv: Path) -> tuple[Leg, dict[str, int], float, str]:
     if leg.modules:
         args += list(leg.modules)
     else:
-        args += [f"--ignore={module}" for module in E2E]
+        args += [f"--ignore={module}" for module in (*E2E, *leg.ignore)]
         if leg.skip:
             args += ["-m", " and ".join(f"not {marker}" for marker in leg.skip)]
     # Bytecode caches on, whatever the caller's environment says: without them every Airflow process
     # a test starts compiles Airflow again (measured: a leg's CPU time nearly doubles).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    with open(log, "w") as out:
-        code = subprocess.run(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    code, cpu = run_pytest(args, log, env)
+    label += f"; CPU {cpu:.0f} s"
     counts = summary(log.read_text(errors="replace"))
     if code != 0 and not counts.get("failed") and not counts.get("error"):
         counts["error"] = 1  # pytest itself failed (collection, exit 5 for no tests, a crash)
@@ -181,7 +199,7 @@ def main() -> int:
     parser.add_argument(
         "--leg",
         action="append",
-        help="run only this leg (3.0, 3.1, 3.2, 3.3, 3.3-e2e, 3.3-e2e-local, 3.3-e2e-celery, 3.3-py313)",
+        help="run only this leg (3.0, 3.1, 3.2, 3.3, 3.3-matrix, 3.3-e2e, 3.3-e2e-local, 3.3-e2e-celery, 3.3-py313)",
     )
     # All at once: a leg alone uses 60% of one core (measured: 241 s of CPU in 398 s), so six
     # legs keep two cores busy, and no leg is left running alone at the end.
