@@ -198,6 +198,7 @@ def test_plain_http_result_url_refused_off_loopback(sandbox, hook, complete, tmp
 
 
 @pytest.mark.no_airflow  # requests' streaming and our hashing thread: no Airflow code on the path
+@pytest.mark.repetition  # a measurement, on the main leg: streaming memory is not a Python-version matter
 def test_memory_stays_flat_for_a_file_larger_than_the_budget(sandbox, connect, tmp_path):
     """Measured in a fresh process: peak RSS grows far less than the file is large."""
     from airflow_provider_hubexport.hooks.hubspot import HubSpotHook

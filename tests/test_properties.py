@@ -21,8 +21,10 @@ from airflow_provider_hubexport.errors import error_from_response, read_response
 from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
 from airflow_provider_hubexport.validation import validate_export_request, validate_id
 
-# Pure functions of the I/O-free core: nothing here depends on the Airflow version.
-pytestmark = pytest.mark.no_airflow
+# Pure functions of the I/O-free core: nothing here depends on the Airflow version, and thousands of
+# random inputs through a parser are not a Python-version check (the main leg runs them; every leg
+# runs the parsers through its other tests).
+pytestmark = [pytest.mark.no_airflow, pytest.mark.repetition]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
