@@ -41,6 +41,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--pending-seconds", type=float, default=1.0, help="time an export stays PENDING")
     p.add_argument("--processing-seconds", type=float, default=2.0, help="time an export stays PROCESSING")
+    p.add_argument(
+        "--pending-polls",
+        type=int,
+        default=None,
+        help="status answers an export stays PENDING (instead of --pending-seconds; with --processing-polls)",
+    )
+    p.add_argument(
+        "--processing-polls",
+        type=int,
+        default=None,
+        help="status answers an export stays PROCESSING (instead of --processing-seconds), e.g. 5",
+    )
     p.add_argument("--rows", type=int, default=25, help="rows per export")
     p.add_argument("--url-ttl", type=float, default=300.0, help="seconds a signed result URL stays valid")
     p.add_argument("--cancel", action="store_true", help="every export ends CANCELED")
@@ -74,6 +86,8 @@ async def serve(args: argparse.Namespace) -> None:
     plan = ExportPlan(
         pending_seconds=args.pending_seconds,
         processing_seconds=args.processing_seconds,
+        pending_polls=args.pending_polls,
+        processing_polls=args.processing_polls,
         row_count=args.rows,
         url_ttl=args.url_ttl,
         cancel=args.cancel,
