@@ -61,8 +61,11 @@ class Leg:
         end-to-end module); ``--leg 3.3-e2e`` the end-to-end modules."""
         if not wanted:
             return True
-        parts = ("-e2e", "-matrix")
-        return any(self.name == w or any(self.name.startswith(f"{w}{p}") for p in parts) for w in wanted)
+        return any(
+            self.name in (w, f"{w}-matrix")
+            or self.name.startswith(f"{w}-" if w.endswith("-e2e") else f"{w}-e2e")
+            for w in wanted
+        )
 
 
 # Longest first, for when fewer jobs than legs run (``--jobs``): the next leg takes the first free job.
