@@ -92,6 +92,20 @@ def connect(sandbox, monkeypatch):
 
 
 @pytest.fixture
+def start(sandbox, connect):
+    """Starts an export on the sandbox (with the given plan) through the hook; returns its task id."""
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    connect()
+
+    def _start(**plan):
+        sandbox.plan_next(**plan)
+        return HubSpotHook().start_export(CONTACTS)
+
+    return _start
+
+
+@pytest.fixture
 def hook(connect):
     from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
 

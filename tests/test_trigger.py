@@ -22,19 +22,6 @@ from airflow_provider_hubexport.hooks.hubspot_async import _SharedSession
 from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
 
 
-@pytest.fixture
-def start(sandbox, connect):
-    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
-
-    connect()
-
-    def _start(**plan):
-        sandbox.plan_next(**plan)
-        return HubSpotHook().start_export(CONTACTS)
-
-    return _start
-
-
 def _trigger(task_id, **kwargs):
     return HubSpotExportTrigger(export_task_id=task_id, **{"poll_interval": 0.05, **kwargs})
 

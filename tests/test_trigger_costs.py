@@ -11,23 +11,9 @@ import asyncio
 
 import pytest
 import tenacity
-from conftest import CONTACTS
 
 from airflow_provider_hubexport.hooks import hubspot_async
 from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
-
-
-@pytest.fixture
-def start(sandbox, connect):
-    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
-
-    connect()
-
-    def _start(**plan):
-        sandbox.plan_next(**plan)
-        return HubSpotHook().start_export(CONTACTS)
-
-    return _start
 
 
 @pytest.fixture
