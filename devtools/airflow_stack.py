@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from typing import Any
 import requests
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Seen on CI with every leg of `make test` running: a REST call unanswered after 30 s.
+API_TIMEOUT = 120
+API_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -144,9 +148,22 @@ class AirflowStack:
         self.stop()
 
     # -- the REST API ----------------------------------------------------------------------------
-    def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = requests.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
-        if response.status_code >= 400:
+    def api(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
+        """One REST call. The API server is one process that also serves every task's Execution
+        API calls, so on a loaded machine an answer can take long: a generous timeout, and a call
+        that timed out is sent again (callers send only idempotent calls, see ``trigger``).
+        Statuses in ``ok`` are answers, not errors."""
+        for attempt in range(1, API_ATTEMPTS + 1):
+            try:
+                response = requests.request(
+                    method, f"{self.base_url}/api/v2{path}", timeout=API_TIMEOUT, **kwargs
+                )
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                if attempt == API_ATTEMPTS:
+                    raise
+                time.sleep(1)
+        if response.status_code >= 400 and response.status_code not in ok:
             raise RuntimeError(f"{method} {path}: HTTP {response.status_code} {response.text[:500]}")
         return response.json() if response.content else None
 
@@ -182,8 +199,12 @@ class AirflowStack:
         self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        run = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
-        return run["dag_run_id"]
+        """A new run, named here so that sending the request again after a timeout cannot create
+        a second run (the answer is then 409: the first request created it)."""
+        run_id = f"e2e__{uuid.uuid4().hex}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        self.api("POST", f"/dags/{dag_id}/dagRuns", json=body, ok=(409,))
+        return run_id
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
@@ -211,7 +232,7 @@ class AirflowStack:
             state = self.run_state(dag_id, run_id)
             return state if state in ("success", "failed") else None
 
-        return self.wait_until(f"run {run_id} of {dag_id}", finished, timeout, every=0.25), seen
+        return self.wait_until(f"run {run_id} of {dag_id}", finished, timeout, every=1.0), seen
 
     def failure_report(self, dag_id: str, run_ids: list[str], *, runs: int = 2, lines: int = 30) -> str:
         """Why runs failed: each task's state and the end of its log, for the first few failed runs

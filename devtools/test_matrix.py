@@ -44,6 +44,11 @@ class Leg:
     # What the leg varies from the main leg decides what it runs: every leg skips ``repetition``
     # cases; a leg that varies only Airflow (same Python) also skips ``no_airflow`` tests.
     skip: tuple[str, ...] = ()
+    # Scheduling priority (nice). The end-to-end jobs run Airflow's components, whose heartbeats,
+    # timeouts and deferral hand-offs happen in real time; the unit legs need only throughput. So
+    # the unit legs yield the CPU to them (CI, all eight at once on two cores: REST calls unanswered
+    # for 30 s, a triggerer's polls late, when all ran at the same priority).
+    nice: int = 10
 
     @property
     def venv(self) -> Path:
@@ -76,8 +81,8 @@ LEGS = (
     Leg("3.3-matrix", "requirements/test.txt", None, modules=(FAULT_MATRIX,)),
     # Each end-to-end module is its own job: they mostly wait (Airflow's processes, the backfill's
     # export window), so side by side they cost little CPU and shorten the longest leg.
-    Leg("3.3-e2e-local", "requirements/test.txt", None, modules=(E2E[0],)),
-    Leg("3.3-e2e-celery", "requirements/test.txt", None, modules=(E2E[1],)),
+    Leg("3.3-e2e-local", "requirements/test.txt", None, modules=(E2E[0],), nice=0),
+    Leg("3.3-e2e-celery", "requirements/test.txt", None, modules=(E2E[1],), nice=0),
     Leg("3.3-py313", "requirements/airflow-3.3-py313.txt", "3.13", skip=OTHER_PYTHON),
     Leg("3.0", "requirements/airflow-3.0.txt", "3.10", skip=OTHER_PYTHON),
     Leg("3.1", "requirements/airflow-3.1.txt", "3.11", skip=SAME_PYTHON),
@@ -159,6 +164,7 @@ def run_leg(leg: Leg, uv: Path) -> tuple[Leg, dict[str, int], float, str]:
     label = versions(leg)
     say(f"[{leg.name}] {label}: running {leg.what}")
     args = [
+        *(["nice", "-n", str(leg.nice)] if leg.nice else []),
         str(leg.venv / "bin" / "python"),
         "-m",
         "pytest",
