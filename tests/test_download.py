@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -268,8 +269,8 @@ class _ShortResponse:
     def __exit__(self, *exc):
         return None
 
-    def iter_content(self, chunk_size):
-        yield b"x" * 50
+    def __init__(self):
+        self.raw = io.BytesIO(b"x" * 50)
 
 
 class _ShortSession:
