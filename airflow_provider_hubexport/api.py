@@ -205,8 +205,13 @@ def parse_start_response(payload: Any) -> str:
         raise _malformed("start-export", f"'id' is not an id: {str(payload['id'])[:40]!r}")
 
 
-def parse_status(payload: Any, export_task_id: str) -> ExportStatus:
-    """Read a status body; an unknown status is an error, not a reason to wait for ever."""
+def parse_status(payload: Any, export_task_id: str, *, for_wait: bool = False) -> ExportStatus:
+    """Read a status body; an unknown status is an error, not a reason to wait for ever.
+
+    ``for_wait``: read only what a wait uses. Until the export is final that is the status alone
+    (a triggerer polls thousands of exports, each answering PENDING or PROCESSING many times), and
+    never the signed URL (a download asks for a fresh one).
+    """
     if not isinstance(payload, Mapping) or "status" not in payload:
         raise _malformed("export status", "no 'status' field")
     status = payload["status"]
@@ -216,6 +221,8 @@ def parse_status(payload: Any, export_task_id: str) -> ExportStatus:
             f"expected one of {', '.join(STATUSES)}. Upgrade airflow-provider-hubexport if HubSpot "
             "added a new status."
         )
+    if for_wait and status not in FINAL_STATUSES:
+        return ExportStatus(export_task_id=export_task_id, status=status)
     errors_raw = payload.get("errors") or []
     errors = [error_text(e) for e in errors_raw] if isinstance(errors_raw, list) else [error_text(errors_raw)]
     num_errors = payload.get("numErrors")
@@ -228,7 +235,7 @@ def parse_status(payload: Any, export_task_id: str) -> ExportStatus:
     return ExportStatus(
         export_task_id=export_task_id,
         status=status,
-        result_url=result if isinstance(result, str) else None,
+        result_url=result if isinstance(result, str) and not for_wait else None,
         errors=errors,
         num_errors=num_errors,
         requested_at=_parse_time(payload.get("requestedAt")),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_hubexport.api import parse_status, parse_token_response
+from airflow_provider_hubexport.api import ExportStatus, parse_status, parse_token_response
 from airflow_provider_hubexport.exceptions import HubSpotExportError
 
 
@@ -29,6 +29,24 @@ def test_canceled_status_lists_errors():
         {"status": "CANCELED", "errors": [{"message": "Too many rows", "context": {"limit": ["5"]}}]}, "7"
     )
     assert status.is_final and status.num_errors == 1 and "Too many rows" in status.errors[0]
+
+
+def test_a_wait_reads_only_the_status_until_it_is_final():
+    body = {
+        "status": "PROCESSING",
+        "requestedAt": "2026-01-01T00:00:00Z",
+        "startedAt": "2026-01-01T00:00:01Z",
+        "errors": [{"message": "x"}],
+    }
+    assert parse_status(body, "7", for_wait=True) == ExportStatus(export_task_id="7", status="PROCESSING")
+    full = parse_status(body, "7")
+    assert full.requested_at is not None and full.errors == ["x"]
+    # Final: everything the event carries, but never the signed URL.
+    done = {**body, "status": "COMPLETE", "result": "https://files.example/x.csv?Signature=s"}
+    status = parse_status(done, "7", for_wait=True)
+    assert status.result_url is None and status.to_dict() == parse_status(done, "7").to_dict()
+    with pytest.raises(HubSpotExportError, match="without a 'result'"):
+        parse_status({"status": "COMPLETE"}, "7", for_wait=True)
 
 
 def test_token_response():

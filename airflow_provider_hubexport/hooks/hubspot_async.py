@@ -339,17 +339,23 @@ class HubSpotAsyncHook(HttpAsyncHook):
         self.call_log.info("Refreshed the HubSpot OAuth access token (valid for a while; cached).")
 
     # -- the exports API ---------------------------------------------------------------------------
-    async def get_export_status(self, task_id: str | int) -> ExportStatus:
+    async def get_export_status(self, task_id: str | int, *, for_wait: bool = False) -> ExportStatus:
+        """The export's status, never with the signed URL: a wait does not need it (a download asks
+        for a fresh one), so it cannot leak from a trigger, and thousands of waits do not grow the
+        secrets masker. ``for_wait``: until the export is final, only its status is read (see
+        ``parse_status``)."""
         tid = validate_id(task_id, "export_task_id")
         if self.settings is None:
             async with self:
-                return await self.get_export_status(tid)
-        status = await self.call(
-            status_request(self.settings.api_version, tid), lambda body: parse_status(body, tid)
+                return await self.get_export_status(tid, for_wait=for_wait)
+        return await self.call(
+            status_request(self.settings.api_version, tid),
+            lambda body: parse_status(body, tid, for_wait=True) if for_wait else _without_url(body, tid),
         )
-        # A wait never needs the signed URL (a download asks for a fresh one), so it is dropped here:
-        # it cannot leak from a trigger, and thousands of waits do not grow the secrets masker.
-        return replace(status, result_url=None)
+
+
+def _without_url(body: Any, task_id: str) -> ExportStatus:
+    return replace(parse_status(body, task_id), result_url=None)
 
 
 def _checked(reply: _Reply, describe: str) -> aiohttp.ClientResponse:

@@ -128,7 +128,7 @@ class HubSpotExportTrigger(BaseTrigger):
                         yield TriggerEvent(timeout_event(export_task_id, self.timeout or 0))
                         return
                     try:
-                        status = state.seen(await hook.get_export_status(export_task_id))
+                        status = state.seen(await hook.get_export_status(export_task_id, for_wait=True))
                     except HubSpotExportError as err:
                         state.failed(err)  # re-raises when it is not worth another poll
                         continue
