@@ -295,8 +295,17 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     return line.strip()
 
 
-def start_exports(api_url: str, count: int, *, concurrency: int = 32, timeout: float = 300) -> list[str]:
-    """Start ``count`` exports through the sandbox's HTTP API, as HubSpot's clients would."""
+def start_exports(
+    api_url: str,
+    count: int,
+    *,
+    concurrency: int = 32,
+    timeout: float = 300,
+    request: dict[str, Any] | None = None,
+) -> list[str]:
+    """Start ``count`` exports through the sandbox's HTTP API, as HubSpot's clients would
+    (``request``: the start body, ``EXPORT_REQUEST`` by default)."""
+    body = request or EXPORT_REQUEST
     import aiohttp
 
     async def run() -> list[str]:
@@ -307,7 +316,7 @@ def start_exports(api_url: str, count: int, *, concurrency: int = 32, timeout: f
             async def one() -> str:
                 async with (
                     limit,
-                    session.post(api_url + START_PATH, json=EXPORT_REQUEST, headers=headers) as r,
+                    session.post(api_url + START_PATH, json=body, headers=headers) as r,
                 ):
                     if r.status != 202:
                         raise RuntimeError(f"start answered {r.status}: {(await r.text())[:200]}")

@@ -1,8 +1,8 @@
 """One triggerer-density measurement: N waits in one event loop, in a process of their own.
 
 ``python -m benchmarks.density_child IMPL --complete-after S --timeout T``, with IMPL one of
-``ours`` (HubSpotExportTrigger.run), ``ours-nomask`` (the same with the signed result URL
-kept out of Airflow's secrets masker, a diagnostic), ``http`` (the HTTP provider's HttpEventTrigger) or ``floor``
+``ours`` (HubSpotExportTrigger.run; ``ours-cache`` and ``ours-file`` the same, in the environment
+of a variant the parent sets up), ``http`` (the HTTP provider's HttpEventTrigger) or ``floor``
 (a bare aiohttp loop over one shared ClientSession). The process imports what IMPL needs, prints
 ``ready``, reads the export ids (a JSON list) from stdin, resets its peak RSS, runs the N waits
 and prints one JSON line of figures. A fresh process per measurement keeps RSS clean.
@@ -24,7 +24,7 @@ from typing import Any
 
 from benchmarks import procstat
 
-IMPLS = ("ours", "ours-cache", "ours-nomask", "http", "floor")
+IMPLS = ("ours", "ours-cache", "ours-file", "http", "floor")
 HTTP_CONN_ID = "hubspot_http"  # an ``http`` connection to the sandbox, Authorization in its extras
 POLL_INTERVAL = 1.0
 MAX_POLLS = 600  # the floor loop's bound; the triggers are bounded by the overall timeout
@@ -35,14 +35,9 @@ Outcome = tuple[float, str]
 
 def _prepare(impl: str) -> Callable[[str], Awaitable[Outcome]]:
     """Import everything the waits will use, so imports are not counted as waiting cost."""
-    if impl in ("ours", "ours-cache", "ours-nomask"):  # ours-cache: the parent turns the secrets cache on
-        from airflow_provider_hubexport.hooks import hubspot_async  # run() imports it lazily
+    if impl.startswith("ours"):  # the variants differ in their environment, set by the parent
+        from airflow_provider_hubexport.hooks import hubspot_async  # noqa: F401 (run() imports it lazily)
         from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
-
-        if impl == "ours-nomask":
-            # Diagnostic: the trigger as it would cost without registering every signed result URL
-            # with Airflow's secrets masker (it never logs or returns that URL).
-            hubspot_async.signed_url_parts = lambda url: []  # type: ignore[assignment]
 
         async def wait_ours(task_id: str) -> Outcome:
             trigger = HubSpotExportTrigger(
@@ -106,20 +101,6 @@ def _prepare(impl: str) -> Callable[[str], Awaitable[Outcome]]:
     return wait_floor
 
 
-def _lookup_cpu_seconds(count: int = 200) -> float:
-    """CPU seconds of one ``BaseHook.aget_connection`` here: each of our waits makes one, and outside
-    a triggerer Airflow builds its secrets backends again for every lookup."""
-    from airflow.sdk import BaseHook
-
-    async def lookups() -> None:
-        for _ in range(count):
-            await BaseHook.aget_connection("hubspot_default")
-
-    before = procstat.cpu_seconds()
-    asyncio.run(lookups())
-    return (procstat.cpu_seconds() - before) / count
-
-
 def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
@@ -166,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
 
     channel = procstat.protocol_channel()
     wait = _prepare(args.impl)
-    lookup = _lookup_cpu_seconds() if args.impl.startswith("ours") else None
     print("ready", file=channel, flush=True)
     ids: list[str] = json.loads(sys.stdin.readline())
 
@@ -187,7 +167,6 @@ def main(argv: list[str] | None = None) -> int:
     failures = [repr(o)[:300] for o in outcomes if not isinstance(o, tuple)]
     result: dict[str, Any] = {
         "impl": args.impl,
-        "lookup_cpu_s": lookup,
         "n": len(ids),
         "ok": len(lateness),
         "failures": len(failures),
