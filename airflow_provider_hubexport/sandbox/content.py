@@ -88,10 +88,15 @@ class RowSource:
     (``%s`` of bytes, no number formatting), several hundred MB a second.
     """
 
-    def __init__(self, export_id: str, object_type: str, properties: list[str]) -> None:
+    def __init__(
+        self, export_id: str, object_type: str, properties: list[str], rows: int = BLOCK_ROWS
+    ) -> None:
+        """``rows``: how many rows the export has; a smaller export draws only those rows of the
+        block (the same ones: rows are drawn in order), so a 1-row export costs no 1,000-row block."""
         rng = random.Random(f"{export_id}:{object_type}")
         self.frames = [_numbered(prop, object_type) for prop in properties]
-        self.block = [[_value(rng, prop, j, object_type) for prop in properties] for j in range(BLOCK_ROWS)]
+        drawn = max(1, min(BLOCK_ROWS, rows))
+        self.block = [[_value(rng, prop, j, object_type) for prop in properties] for j in range(drawn)]
         slots = [(c, f) for c, f in enumerate(self.frames) if f is not None]
         out = io.StringIO()
         writer = csv.writer(out)
@@ -116,7 +121,7 @@ class RowSource:
         self._block_any = b"".join(rows_any)
         self._block_aligned = b"".join(rows_aligned)
         # The number each slot of the block shows for block 0; block b adds b * BLOCK_ROWS.
-        self._bases = [j + offset for j in range(BLOCK_ROWS) for _, (_, offset) in slots]
+        self._bases = [j + offset for j in range(drawn) for _, (_, offset) in slots]
         self._per_row = len(slots)
         # Block k >= 1: each slot's prefix is k + its offset in thousands (all offsets are whole
         # thousands, so the row's own three digits never carry into the prefix).
@@ -125,7 +130,7 @@ class RowSource:
 
     def csv_size_estimate(self, count: int) -> int:
         """About how many bytes of CSV ``count`` rows make (the block's average row length)."""
-        return len(self._block_any) * count // BLOCK_ROWS
+        return len(self._block_any) * count // len(self.block)
 
     def row(self, i: int) -> list[str]:
         cells = list(self.block[i % BLOCK_ROWS])
@@ -277,7 +282,7 @@ def write_export(
     """Write the export's file(s) into ``directory`` and return the path of what gets served."""
     writer, ext = WRITERS[fmt]
     per_file = packaging.rows_per_xls_file if fmt == "XLS" else packaging.rows_per_file
-    source = RowSource(export_id, object_type, properties)
+    source = RowSource(export_id, object_type, properties, rows=row_count)
     spans = [(start, min(per_file, row_count - start)) for start in range(0, row_count, per_file)] or [(0, 0)]
     names = [f"{base_name}-{n}.{ext}" for n in range(1, len(spans) + 1)]
     archive = os.path.join(directory, f"{base_name}.zip")

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -51,6 +52,7 @@ class FileHost:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.signer = UrlSigner()
+        self._writing = threading.Lock()
 
     def app(self) -> web.Application:
         @web.middleware
@@ -65,9 +67,12 @@ class FileHost:
         return files
 
     def materialize(self, export: Export) -> None:
-        """Write the export's file (once) into the sandbox's workdir."""
+        """Write the export's file (once) into the sandbox's workdir.
+
+        Under a lock of its own, not the sandbox's: the event loop takes that one on every request,
+        and must not wait while a file is written (thousands of exports completing at once)."""
         sb = self.sandbox
-        with sb._lock:
+        with self._writing:
             if export.file_path is not None:
                 return
             directory = os.path.join(sb.workdir, export.id)
