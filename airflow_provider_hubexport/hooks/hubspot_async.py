@@ -260,9 +260,11 @@ class HubSpotAsyncHook(HttpAsyncHook):
     async def _send(self, step: auth_flow.SendRequest) -> _Reply:
         assert self.settings is not None and self.http_session is not None
         s, request = self.settings, step.request
-        timeout = aiohttp.ClientTimeout(
-            total=s.connect_timeout + s.read_timeout, connect=s.connect_timeout, sock_read=s.read_timeout
-        )
+        # The sync hook's (connect, read) timeouts: opening a connection, and each wait for bytes.
+        # Not aiohttp's ``connect`` or ``total``: they count the wait for a free connection in the
+        # pool, and thousands of waits on one triggerer share 100 connections: a poll that waits
+        # its turn for one has not timed out.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout, sock_read=s.read_timeout)
         try:
             async with self.http_session.request(
                 request.method,
