@@ -52,7 +52,8 @@ def get_provider_info() -> dict[str, Any]:
                     "relabeling": {"host": "API base URL", "password": "Access token"},
                     "placeholders": {
                         "host": "https://api.hubapi.com",
-                        "password": "pat-na1-... (private app token) or an OAuth access token",
+                        "password": "A Service Key (Development > Keys > Service keys), a private app "
+                        "token (pat-...) or an OAuth access token, with the crm.export scope",
                     },
                 },
                 "conn-fields": {
