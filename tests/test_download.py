@@ -55,6 +55,18 @@ def test_file_is_asked_for_as_stored(sandbox, hook, complete, tmp_path):
     assert [r.headers.get("Accept-Encoding") for r in sandbox.file_requests] == ["identity"]
 
 
+def test_file_sent_gzip_encoded_anyway_lands_decoded(sandbox, hook, complete, tmp_path):
+    # A host that encodes the file whatever we asked (S3, for an object stored gzipped): the file
+    # lands as it was exported, and the length check counts the bytes as sent.
+    task_id = complete(row_count=3000, content_encoding="gzip")
+    (landed,) = hook.download_export(task_id, str(tmp_path / "out"))
+    served = sandbox.served_file(task_id)
+    with open(served, "rb") as fh:
+        original = fh.read()
+    assert open(landed["path"], "rb").read() == original and landed["size"] == len(original)
+    assert landed["sha256"] == hashlib.sha256(original).hexdigest()
+
+
 def test_multi_file_zip_with_and_without_unzip(sandbox, hook, complete, tmp_path):
     sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
     task_id = complete(row_count=1000)

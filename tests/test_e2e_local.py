@@ -204,7 +204,7 @@ def test_task_killed_mid_download_retries_without_partial_file(stack, sandbox_e2
         # (the sandbox records it) while the download is under way; bounded by the run. A process
         # already gone (its try ended some other way) is noted and the next one is awaited.
         while not done.is_set() and not killed:
-            pids = [r.pid for r in sandbox_e2e.file_requests if r.pid and r.pid not in gone]
+            pids = [r.pid for r in sandbox_e2e.file_requests if r.pid and r.at >= t0 and r.pid not in gone]
             if pids:
                 time.sleep(0.5)  # let some bytes land in the staging file (2 MB/s: seconds left)
                 try:
@@ -225,6 +225,7 @@ def test_task_killed_mid_download_retries_without_partial_file(stack, sandbox_e2
                         except FileNotFoundError:  # renamed away between the listing and the look
                             pass
 
+    t0 = time.monotonic()  # the sandbox's clock for ``at``: only this run's downloads count
     threads = [threading.Thread(target=f, daemon=True) for f in (killer, watch)]
     for thread in threads:
         thread.start()
@@ -278,7 +279,8 @@ def test_backfill_rides_out_the_export_limit_unattended(stack, sandbox_e2e):
     PROCESSING at a time), through the README's commands: a one-slot pool that counts deferred
     tasks, and ``airflow backfill create``. Refused starts wait deferred and try again."""
     window = 60.0
-    stack.api("POST", "/pools", json={"name": "hubspot_exports", "slots": 1, "include_deferred": True})
+    pool = {"name": "hubspot_exports", "slots": 1, "include_deferred": True}
+    stack.api("POST", "/pools", json=pool, ok=(409,))  # 409: a resent request found it created
     sandbox_e2e.export_limit, sandbox_e2e.one_at_a_time = (2, window), True
     # Exports of 15 s: the sensor's trigger fires well after its deferral. Airflow 3.3.2 and before
     # may fail a task whose trigger fires within seconds of its deferral, when the scheduler has not

@@ -163,6 +163,15 @@ def test_rows_rendered_a_block_at_a_time_are_the_rows(start, count):
     assert len({r[0] for r in rows}) == count  # ids unique
 
 
+@pytest.mark.no_airflow
+def test_rows_without_numbered_cells_keep_a_percent_sign():
+    from airflow_provider_hubexport.sandbox.content import RowSource
+
+    source = RowSource("77", "CONTACT", ["name%", "firstname"])  # no numbered cell, a "%" in a value
+    text = b"".join(source.csv_chunks(0, 2500)).decode()
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [source.row(i) for i in range(2500)]
+
+
 def test_csv_just_over_the_zip_threshold_is_zipped_from_its_file(sandbox):
     # Near the threshold the sandbox writes the CSV first and zips it only if it is over: the
     # archive holds the same CSV a small export would have served.

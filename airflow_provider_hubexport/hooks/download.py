@@ -159,7 +159,7 @@ def fetch(
             expected = int(length) if length and length.isdigit() else None
             progress = Progress(log, name, expected)
             size = 0
-            readinto = body_reader(response)
+            readinto, sent_bytes = body_reader(response)
             with _HashingBuffers() as buffers:  # its thread ends however this block does
                 # Opened without O_TRUNC: the staging file is new and empty (mkstemp), and ext4
                 # takes a truncation to zero for a "replace via truncate" and flushes the whole
@@ -186,9 +186,10 @@ def fetch(
                         buffers.hash(buffer, n)
                         size += n
                         progress.update(size)
-                if expected is not None and size != expected:
+                received = sent_bytes(size)
+                if expected is not None and received != expected:
                     raise HubSpotExportError(
-                        f"Download of export {task_id} was cut short: {size} of {expected} bytes.",
+                        f"Download of export {task_id} was cut short: {received} of {expected} bytes.",
                         retryable=True,
                     )
                 sha256 = buffers.hexdigest()
@@ -196,19 +197,36 @@ def fetch(
         return name, StagedFile(staged_path, size, sha256)
 
 
-def body_reader(response: Any) -> Callable[[bytearray], int]:
-    """``readinto`` for the body as the file host sent it: straight from the socket into our buffer.
+def body_reader(response: Any) -> tuple[Callable[[bytearray], int], Callable[[int], int]]:
+    """``readinto`` for the file's bytes, and how many bytes the host sent (for the length check).
 
     requests' ``iter_content`` gives each chunk as a new bytes object, copied through urllib3's
     decoder (twice the memory traffic of the copy itself). We ask for ``identity``, so a body
     without a Content-Encoding is read by the http.client response under urllib3's, which fills
-    the buffer from the socket and keeps the length and chunked framing; anything else (an encoded
-    body, another transport) goes through urllib3's own ``readinto``.
+    the buffer from the socket and keeps the length and chunked framing. A host that encodes the
+    file anyway (S3 serves an object stored gzipped with ``Content-Encoding: gzip``) gets it
+    decoded by urllib3, and Content-Length then counts the encoded bytes, which urllib3 tells.
     """
     raw = response.raw
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    direct = getattr(getattr(raw, "_fp", None), "readinto", None)
-    return direct if direct is not None and encoding in ("", "identity") else raw.readinto
+    if encoding in ("", "identity"):
+        direct = getattr(getattr(raw, "_fp", None), "readinto", None)
+        return (direct if direct is not None else raw.readinto), lambda written: written
+    pending = memoryview(b"")
+
+    def decoded_readinto(buffer: bytearray) -> int:
+        nonlocal pending
+        while not pending:
+            chunk = raw.read(len(buffer), decode_content=True)
+            if not chunk:
+                return 0
+            pending = memoryview(chunk)
+        n = min(len(buffer), len(pending))
+        buffer[:n] = pending[:n]
+        pending = pending[n:]
+        return n
+
+    return decoded_readinto, lambda written: raw.tell()
 
 
 def write_all(out: Any, data: memoryview) -> None:
@@ -251,7 +269,12 @@ class _HashingBuffers:
 
     def take(self) -> bytearray:
         """A buffer no one is hashing (waits while all are queued for hashing)."""
-        return self._free.get()
+        while True:
+            try:
+                return self._free.get(timeout=5)
+            except queue.Empty:
+                if not self._thread.is_alive():
+                    raise RuntimeError("the SHA-256 thread of the download ended early") from None
 
     def hash(self, buffer: bytearray, n: int) -> None:
         self._full.put((buffer, n))

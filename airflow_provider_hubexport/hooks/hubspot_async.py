@@ -261,10 +261,15 @@ class HubSpotAsyncHook(HttpAsyncHook):
         assert self.settings is not None and self.http_session is not None
         s, request = self.settings, step.request
         # The sync hook's (connect, read) timeouts: opening a connection, and each wait for bytes.
-        # Not aiohttp's ``connect`` or ``total``: they count the wait for a free connection in the
-        # pool, and thousands of waits on one triggerer share 100 connections: a poll that waits
-        # its turn for one has not timed out.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout, sock_read=s.read_timeout)
+        # Not aiohttp's ``connect``: it counts the wait for a free connection in the pool, and
+        # thousands of waits on one triggerer share 100 connections: a poll that waits its turn
+        # has not timed out. ``total`` is only a backstop for what those two do not cover (a
+        # proxy's CONNECT answer, a name lookup), generous enough for any pool queue.
+        timeout = aiohttp.ClientTimeout(
+            total=max(120.0, 2 * (s.connect_timeout + s.read_timeout)),
+            sock_connect=s.connect_timeout,
+            sock_read=s.read_timeout,
+        )
         try:
             async with self.http_session.request(
                 request.method,

@@ -120,6 +120,7 @@ class RowSource:
         self._rows_any = rows_any
         self._block_any = b"".join(rows_any)
         self._block_aligned = b"".join(rows_aligned)
+        self._block_plain = self._block_any % () if not slots else b""  # no numbered cell: no %-slots
         # The number each slot of the block shows for block 0; block b adds b * BLOCK_ROWS.
         self._bases = [j + offset for j in range(drawn) for _, (_, offset) in slots]
         self._per_row = len(slots)
@@ -154,7 +155,7 @@ class RowSource:
                 if k == 0:
                     yield self._block_any % tuple(self._bases)
                 elif n == 0:
-                    yield self._block_any
+                    yield self._block_plain
                 else:
                     prefixes = [b"%d" % (k + offset) for offset in self._offsets]
                     yield self._block_aligned % (tuple(prefixes) * BLOCK_ROWS)

@@ -4,6 +4,7 @@ served (whole, slowly or cut short, as the export's plan says) without ever need
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import hmac
 import os
@@ -132,6 +133,10 @@ class FileHost:
             "Content-Type": _MIME.get(os.path.splitext(path)[1], "application/octet-stream"),
         }
         rate = export.plan.download_rate
+        if export.plan.content_encoding == "gzip":
+            with open(path, "rb") as fh:
+                body = gzip.compress(fh.read(), compresslevel=1)
+            return web.Response(body=body, headers={**headers, "Content-Encoding": "gzip"})
         if not cut and not rate:
             return web.FileResponse(path, chunk_size=_CHUNK, headers=headers)
         response = web.StreamResponse(headers=headers)

@@ -40,6 +40,9 @@ class ExportPlan:
     download_rate: float | None = None  # bytes per second the file host serves at (None: as fast as it can)
     corrupt: bool | str = False  # True or "data": damage the middle; "directory": a ZIP's directory
     unsafe_zip: bool = False
+    # "gzip": the file host sends the file gzip-encoded, with ``Content-Encoding: gzip`` and the
+    # encoded length, whatever the client asked for (as S3 does for an object stored that way).
+    content_encoding: str | None = None
 
     @property
     def poll_based(self) -> bool:

@@ -44,7 +44,7 @@ def _dos_time(now: float) -> tuple[int, int]:
 def write_zip(path: str, members: Iterable[tuple[str, Iterable[bytes]]]) -> None:
     """Write ``members`` (name, chunks of its bytes) as a deflated ZIP at ``path``."""
     dos_time, dos_date = _dos_time(time.time())
-    workers = max(2, os.cpu_count() or 2)
+    workers = min(8, max(2, len(os.sched_getaffinity(0))))  # the cores we may use, not the host's
     central: list[bytes] = []
     with open(path, "wb") as out, ThreadPoolExecutor(workers, thread_name_prefix="sandbox-zip") as pool:
         for name, chunks in members:
