@@ -101,3 +101,15 @@ async def test_a_poll_that_succeeds_builds_no_retry_machinery(sandbox, start, mo
     sandbox.inject("status", status=503, retry_after=0.05, path=f"/tasks/{second}/status", times=2)
     assert (await _event(_wait(second)))["status"] == "success"
     assert len(built) == 1 and len(sandbox.api_requests(f"/tasks/{second}/status")) == 3
+
+
+async def test_a_failed_poll_is_logged_once_with_its_cause(sandbox, start, monkeypatch):
+    # The poll's call spends its retries (FAST_RETRY: 4 attempts) on 503s: one WARNING that names
+    # the cause, and the wait goes on to the next poll, which succeeds.
+    task_id = start(pending_polls=0, processing_polls=0)
+    sandbox.inject("status", status=503, retry_after=0.05, path=f"/tasks/{task_id}/status", times=4)
+    log = _Log()
+    monkeypatch.setattr(HubSpotExportTrigger, "log", property(lambda self: log))
+    assert (await _event(_wait(task_id)))["status"] == "success"
+    failed = [line for line in log.lines if "status check failed" in line]
+    assert len(failed) == 1 and "503" in failed[0] and task_id in failed[0], log.lines
