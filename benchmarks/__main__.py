@@ -30,8 +30,8 @@ def plan(quick: bool) -> dict[str, Callable[[str], Section]]:
             "demo": lambda work: demo.run(1, work),
         }
     return {
-        "density": lambda work: density.run([(1000, 3), (5000, 2)], work),
-        "download": lambda work: download.run([(100 * MIB, 3), (1024 * MIB, 2)], work),
+        "density": lambda work: density.run([(1000, 3), (5000, 3)], work),
+        "download": lambda work: download.run([(100 * MIB, 3), (1024 * MIB, 3)], work),
         "economy": economy.run,
         "imports": lambda work: imports.run(7, work),
         "demo": lambda work: demo.run(2, work),

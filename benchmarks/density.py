@@ -46,7 +46,7 @@ from benchmarks.common import (
 PROCESSING_POLLS = 5  # each export answers PROCESSING five times, then COMPLETE
 POLL_INTERVAL = 1.0
 DUE_AFTER = (PROCESSING_POLLS + 1) * POLL_INTERVAL  # when a wait's event is due, from its start
-GOAL_RATIO = 1.5
+GOAL_RATIO = 1.5  # kept for the RSS figure; the others have their own (issue 14's table)
 NAMES = {
     "ours": "HubSpotExportTrigger",
     "floor": "floor (bare aiohttp)",
@@ -92,13 +92,13 @@ class Run:
 
 
 FIGURES = [
-    # key, label, digits, held against the goal (ours within GOAL_RATIO of the floor)?
-    ("cpu_s", "CPU of the waiting process (s)", 2, True),
-    ("rss_per_waiter_kib", "RSS per waiter (KiB)", 1, True),
-    ("peak_rss_mib", "peak RSS (MiB)", 1, False),
-    ("wall_s", "wall time (s)", 2, False),
-    ("lateness_p99", "p99 lateness of the event (s)", 2, False),
-    ("sandbox_cpu_s", "sandbox CPU meanwhile (s)", 2, False),
+    # key, label, digits, goal: the most ours may be, as a multiple of the floor (None: no goal)
+    ("cpu_s", "CPU of the waiting process (s)", 2, 1.3),
+    ("rss_per_waiter_kib", "RSS per waiter (KiB)", 1, 1.5),
+    ("peak_rss_mib", "peak RSS (MiB)", 1, None),
+    ("wall_s", "wall time (s)", 2, 1.2),
+    ("lateness_p99", "p99 lateness of the event (s)", 2, 1.5),
+    ("sandbox_cpu_s", "sandbox CPU meanwhile (s)", 2, None),
 ]
 
 
@@ -213,15 +213,16 @@ def _table(section: Section, n: int, repeats: int, results: dict[tuple[int, str]
     header = [f"N = {n:,}", "ours", "floor", "ours / floor", "HttpEventTrigger", "ours / HttpEventTrigger"]
     for extra in extras:
         header += [NAMES[extra], f"{extra} / floor"]
-    header += [f"goal: ours <= {GOAL_RATIO}x floor"]
+    header += ["goal: ours / floor", "met"]
     runs = {impl: results[(n, impl)] for impl in impls}
     rows = [
         ["runs"] + [str(len(runs["ours"])), str(len(runs["floor"])), "", str(len(runs["http"])), ""]
-        + [c for e in extras for c in (str(len(runs[e])), "")] + [""],
+        + [c for e in extras for c in (str(len(runs[e])), "")] + ["", ""],
         ["waits finished"] + [_finished(runs["ours"]), _finished(runs["floor"]), "", _finished(runs["http"]), ""]
-        + [c for e in extras for c in (_finished(runs[e]), "")] + [""],
+        + [c for e in extras for c in (_finished(runs[e]), "")] + ["", ""],
     ]  # fmt: skip
     ours_done = all(r.finished for r in runs["ours"])
+    missed: list[str] = []
     for key, label, digits, goal in FIGURES:
         cells = {impl: _figure(runs[impl], key) for impl in impls}
         ours, floor, http = cells["ours"], cells["floor"], cells["http"]
@@ -237,39 +238,34 @@ def _table(section: Section, n: int, repeats: int, results: dict[tuple[int, str]
         for extra in extras:
             d = cells[extra]
             row += [d.show(digits) if d else "n/a", show_ratio(ratio(d, floor) if d and floor else None)]
-        ok = ours_done and r_floor is not None and r_floor <= GOAL_RATIO
-        row.append(met(ok) if goal else "")
+        ok = goal is not None and ours_done and r_floor is not None and r_floor <= goal
+        row += [f"<= {goal}x", met(ok)] if goal else ["", ""]
         rows.append(row)
         if goal:
             why = f"ours / floor = {show_ratio(r_floor)}"
             if not ours_done:
                 why += f"; only {_finished(runs['ours'])} waits finished"
-            section.goals.append(
-                (f"N = {n:,}: {label.split(' (')[0]} within {GOAL_RATIO}x of the floor", ok, why)
-            )
+            section.goals.append((f"N = {n:,}: {label.split(' (')[0]} within {goal}x of the floor", ok, why))
+            if not ok:
+                missed.append(f"{label.split(' (')[0]} {show_ratio(r_floor)} (goal {goal}x)")
     section.add_table(header, rows)
-    _misses(section, n, runs)
+    _misses(section, n, runs, missed)
 
 
-def _misses(section: Section, n: int, runs: dict[str, list[Run]]) -> None:
-    """Say where ours missed the goal at this N, from what the run measured."""
-
-    def vs_floor(key: str) -> float | None:
-        a, b = _figure(runs["ours"], key), _figure(runs["floor"], key)
-        return ratio(a, b) if a and b else None
-
+def _misses(section: Section, n: int, runs: dict[str, list[Run]], missed: list[str]) -> None:
+    """Say where ours missed a goal at this N, and what the run measured of the cause."""
     if not all(r.finished for r in runs["ours"]):
         section.misses.append(
             f"N = {n:,}: ours finished {_finished(runs['ours'])} waits; see its log in `benchmarks/out/`."
         )
         return
-    cpu, rss = vs_floor("cpu_s"), vs_floor("rss_per_waiter_kib")
-    if (cpu or 0) > GOAL_RATIO or (rss or 0) > GOAL_RATIO:
+    if missed:
         section.misses.append(
-            f"N = {n:,}: ours is {show_ratio(cpu)} the floor's CPU and {show_ratio(rss)} its RSS per waiter. "
-            "What a wait of ours does beyond the floor's: per poll, the auth flow's steps and a status "
-            "check; per wait, a trigger object, a hook (the connection itself is read once per event "
-            "loop), a log line per status change and the event."
+            f"N = {n:,}: ours missed: {'; '.join(missed)}. What a wait of ours does beyond the floor's, "
+            "in this project's code: per poll, the auth flow's steps, the retry policy's first-attempt "
+            "check, the status parse and the hook's call path; per wait, a trigger object, a hook (the "
+            "connection itself is read once per event loop), a log line per status change and the "
+            "event. The floor does one GET and one JSON parse per poll."
         )
 
 

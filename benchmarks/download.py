@@ -49,8 +49,8 @@ MB = 1_000_000
 # byte of ZIP at the sandbox's deflate level).
 PROPERTIES = ["hs_object_id", "email", "firstname", "lastname", "company", "createdate", "amount"]
 REQUEST = {**EXPORT_REQUEST, "objectProperties": PROPERTIES}
-GOAL_THROUGHPUT = 0.9
-GOAL_RSS_GROWTH_MIB = 64
+GOAL_TIME = 1.05  # ours / curl, seconds (issue 14's table)
+GOAL_RSS_GROWTH_MIB = 16
 
 
 @dataclass
@@ -226,28 +226,21 @@ def _tables(
         what = f"{size / MIB:,.0f} MiB ({zip_size / MB:,.0f} MB ZIP, {members} members, {csv_bytes / MB:,.0f} MB CSV)"
         n = str(repeats)
         ours_tp, curl_tp = stats([d.mb_s for d in hook]), stats([d.mb_s for d in curl])
-        r = ratio(ours_tp, curl_tp)
-        add(
-            f"throughput MB/s, {what}",
-            ours_tp,
-            curl_tp,
-            n,
-            goal=f">= {GOAL_THROUGHPUT}x curl",
-            ok=r is not None and r >= GOAL_THROUGHPUT,
-        )
-        section.goals.append(
-            (
-                f"download throughput, {size / MIB:,.0f} MiB: >= {GOAL_THROUGHPUT}x curl",
-                r is not None and r >= GOAL_THROUGHPUT,
-                f"{show_ratio(r)}",
-            )
-        )
+        add(f"throughput MB/s, {what}", ours_tp, curl_tp, n)
+        ours_s, curl_s = stats([d.seconds for d in hook]), stats([d.seconds for d in curl])
+        r_time = ratio(ours_s, curl_s)
+        time_ok = r_time is not None and r_time <= GOAL_TIME
         add(
             f"  seconds, {size / MIB:,.0f} MiB",
-            stats([d.seconds for d in hook]),
-            stats([d.seconds for d in curl]),
+            ours_s,
+            curl_s,
             n,
             2,
+            goal=f"<= {GOAL_TIME}x curl",
+            ok=time_ok,
+        )
+        section.goals.append(
+            (f"download time, {size / MIB:,.0f} MiB: <= {GOAL_TIME}x curl", time_ok, show_ratio(r_time))
         )
         checks = [d.check_zip_s for d in hook if d.check_zip_s is not None]
         rest = stats([d.size / (d.seconds - (d.check_zip_s or 0)) / MB for d in hook])
@@ -261,12 +254,12 @@ def _tables(
             curl_tp,
             n,
         )
-        if r is not None and r < GOAL_THROUGHPUT:
+        if not time_ok:
             check = stats(checks).median if checks else 0.0
             r_nohash = ratio(nohash_tp, curl_tp) or 0.0
             section.misses.append(
-                f"{size / MIB:,.0f} MiB: ours {ours_tp.median:,.0f} MB/s against curl's "
-                f"{curl_tp.median:,.0f} MB/s ({show_ratio(r)}); `landing.check_zip` took {check:.2f} s. The same "
+                f"{size / MIB:,.0f} MiB: ours took {show_ratio(r_time)} curl's time ({ours_tp.median:,.0f} against "
+                f"{curl_tp.median:,.0f} MB/s); `landing.check_zip` took {check:.2f} s. The same "
                 f"copy loop without the SHA-256 ran at {nohash_tp.median:,.0f} MB/s ({show_ratio(r_nohash)} curl): "
                 "the hash (curl computes none) runs on the second core, which here also serves the file "
                 "(the sandbox's sendfile and loopback TCP). From HubSpot's file host the sender is not on "
