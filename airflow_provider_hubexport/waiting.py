@@ -72,6 +72,7 @@ def defer_to_trigger(
             state.schedule,
             timeout=timeout,
             max_transient_errors=state.max_transient_errors,
+            last_status=state.last_status,
         ),
         method_name=method_name,
         timeout=timedelta(seconds=timeout + DEFERRAL_TIMEOUT_MARGIN),

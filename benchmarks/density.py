@@ -164,7 +164,8 @@ def run(sizes: list[tuple[int, int]], work: str) -> Section:
         "from a pipe), the "
         "connection from an `AIRFLOW_CONN_HUBSPOT_DEFAULT` environment variable, no secrets cache (one "
         "column of ours turns Airflow's `[secrets] use_cache` on, one sends stderr to a file). Ours is `HubSpotExportTrigger(poll_interval=1, backoff_factor=1.0, "
-        "max_poll_interval=1).run()`; the floor is a bare aiohttp loop over one shared `ClientSession` "
+        'max_poll_interval=1, last_status="PROCESSING").run()` (a deferring sensor hands over the status its '
+        "check saw, and the trigger logs only changes from it: one line per wait here, COMPLETE); the floor is a bare aiohttp loop over one shared `ClientSession` "
         "(pool limit 100, as ours); `HttpEventTrigger` is the HTTP provider's polling trigger with a "
         "response check on the JSON status and an `http` connection carrying the Authorization header. "
         "A fresh process per measurement. Cells: median (min-max) over the runs; ratio = ours / anchor, "

@@ -40,8 +40,13 @@ def _prepare(impl: str) -> Callable[[str], Awaitable[Outcome]]:
         from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
 
         async def wait_ours(task_id: str) -> Outcome:
+            # As a deferring sensor hands it over: the status its check before deferring saw.
             trigger = HubSpotExportTrigger(
-                export_task_id=task_id, poll_interval=POLL_INTERVAL, backoff_factor=1.0, max_poll_interval=1
+                export_task_id=task_id,
+                poll_interval=POLL_INTERVAL,
+                backoff_factor=1.0,
+                max_poll_interval=1,
+                last_status="PROCESSING",
             )
             async for event in trigger.run():
                 payload = event.payload

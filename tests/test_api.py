@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_hubexport.api import ExportStatus, parse_status, parse_token_response
+from airflow_provider_hubexport.api import ExportStatus, decode_json, parse_status, parse_token_response
 from airflow_provider_hubexport.exceptions import HubSpotExportError
 
 
@@ -61,3 +61,26 @@ def test_token_refresh_request_repr_hides_its_secrets():
     request = token_refresh_request("client", "SECRET-CLIENT-SECRET", "SECRET-REFRESH")
     assert request.form["client_secret"] == "SECRET-CLIENT-SECRET"
     assert "SECRET-CLIENT-SECRET" not in repr(request) and "SECRET-REFRESH" not in repr(request)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"status": "PROCESSING", "exportName": "Kontakte für Bücher"}'.encode(),
+        b"\xef\xbb\xbf" + '{"status": "PROCESSING", "exportName": "Kontakte für Bücher"}'.encode(),
+        '{"status": "PROCESSING", "exportName": "Kontakte für Bücher"}'.encode("utf-16"),
+        '{"status": "PROCESSING", "exportName": "Kontakte für Bücher"}'.encode("utf-16-le"),
+        '{"status": "PROCESSING", "exportName": "Kontakte für Bücher"}'.encode("utf-32-be"),
+        '{"status": "PROCESSING", "exportName": "Kontakte für Bücher"}',
+    ],
+    ids=["utf-8", "utf-8 BOM", "utf-16 BOM", "utf-16-le", "utf-32-be", "str"],
+)
+def test_a_json_body_reads_alike_in_every_encoding_json_allows(body):
+    # UTF-8 is decoded on the fast path; the others are left to json's own sniffing.
+    assert decode_json(body, "status") == {"status": "PROCESSING", "exportName": "Kontakte für Bücher"}
+
+
+@pytest.mark.parametrize("body", [b"<html>502 Bad Gateway</html>", b"\xff\xff{", b""])
+def test_a_body_that_is_not_json_is_a_malformed_answer(body):
+    with pytest.raises(HubSpotExportError, match="malformed status response: the body is not JSON"):
+        decode_json(body, "status")

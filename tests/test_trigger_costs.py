@@ -113,3 +113,30 @@ async def test_a_failed_poll_is_logged_once_with_its_cause(sandbox, start, monke
     assert (await _event(_wait(task_id)))["status"] == "success"
     failed = [line for line in log.lines if "status check failed" in line]
     assert len(failed) == 1 and "503" in failed[0] and task_id in failed[0], log.lines
+
+
+async def test_a_wait_does_not_log_again_the_status_the_task_logged(sandbox, start, monkeypatch):
+    task_id = start(pending_polls=0, processing_polls=3)
+    log = _Log()
+    monkeypatch.setattr(HubSpotExportTrigger, "log", property(lambda self: log))
+    handed = HubSpotExportTrigger(
+        export_task_id=task_id, poll_interval=0.05, backoff_factor=1.0, last_status="PROCESSING"
+    )
+    classpath, kwargs = handed.serialize()  # as the triggerer gets it
+    assert kwargs["last_status"] == "PROCESSING"
+    assert (await _event(HubSpotExportTrigger(**kwargs)))["status"] == "success"
+    assert [line for line in log.lines if task_id in line] == [f"Export {task_id} is COMPLETE"]
+
+
+def test_the_sensor_hands_the_status_it_saw_to_the_trigger(sandbox, start):
+    try:
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 3.0
+        from airflow.exceptions import TaskDeferred
+    from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
+
+    task_id = start(pending_polls=5)
+    sensor = HubSpotExportSensor(task_id="wait", export_task_id=task_id, deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    assert deferred.value.trigger.last_status == "PENDING"

@@ -12,6 +12,7 @@ through Airflow's secrets backends, for most of them on asgiref's single thread)
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import tenacity
+import yarl
 from airflow.providers.http.hooks.http import HttpAsyncHook
 
 from airflow_provider_hubexport.api import (
@@ -102,6 +104,12 @@ class _SharedSettings:
     )
 
     @classmethod
+    def peek(cls, conn_id: str) -> HubSpotConnectionSettings | None:
+        """The settings if they are read and fresh (no await: what nearly every poll needs)."""
+        entries = cls._by_loop.get(asyncio.get_running_loop())
+        return None if entries is None else cls._fresh(entries, conn_id)
+
+    @classmethod
     async def get(cls, conn_id: str) -> HubSpotConnectionSettings:
         loop = asyncio.get_running_loop()
         entries = cls._by_loop.setdefault(loop, {})
@@ -146,6 +154,34 @@ def _refresh_lock(settings: HubSpotConnectionSettings) -> asyncio.Lock:
     """The async transport's single-flight lock: per token cache key and event loop."""
     locks = _refresh_locks.setdefault(asyncio.get_running_loop(), {})
     return locks.setdefault(auth.cache_key(settings), asyncio.Lock())
+
+
+@functools.lru_cache(maxsize=16384)
+def _url(base_url: str, path: str) -> yarl.URL:
+    """Parsed once per URL: a wait polls the same one every time (aiohttp would parse the string
+    on every request)."""
+    return yarl.URL(base_url + path)
+
+
+def _request_options(s: HubSpotConnectionSettings) -> dict[str, Any]:
+    """What every request on these settings passes to aiohttp, built once per settings read.
+
+    Timeouts cost timers on the event loop, which a triggerer's thousands of polls share: one per
+    request here. ``total`` bounds a whole call at 2 x (connect + read) seconds, at least 120 (a
+    status answer is a few hundred bytes, so this is the read timeout of the async hook; generous
+    because it also counts the wait for one of the pool's 100 connections, which a poll queued
+    behind thousands of others has not failed). ``sock_connect`` bounds opening a connection (a
+    timer only when one is opened). Not aiohttp's ``sock_read``: it re-arms a timer on every chunk
+    received, a tenth of a poll's CPU on a busy triggerer.
+    """
+    return {
+        "timeout": aiohttp.ClientTimeout(
+            total=max(120.0, 2 * (s.connect_timeout + s.read_timeout)), sock_connect=s.connect_timeout
+        ),
+        "allow_redirects": False,
+        "ssl": _ssl_option(s.verify),
+        "proxy": (s.proxies or {}).get("https") if s.base_url.startswith("https") else None,
+    }
 
 
 class _Reply:
@@ -197,6 +233,7 @@ class HubSpotAsyncHook(HttpAsyncHook):
         self.hubspot_conn_id = hubspot_conn_id
         self.call_log = log if log is not None else self.log
         self.settings: HubSpotConnectionSettings | None = None
+        self._options: dict[str, Any] = {}
         self.http_session: aiohttp.ClientSession | None = None
         self._users = 0
 
@@ -208,8 +245,12 @@ class HubSpotAsyncHook(HttpAsyncHook):
         return self
 
     async def _read_settings(self) -> None:
-        self.settings = await _SharedSettings.get(self.hubspot_conn_id)
-        self.base_url = self.settings.base_url
+        settings = _SharedSettings.peek(self.hubspot_conn_id)  # a dict lookup, most calls
+        if settings is None:
+            settings = await _SharedSettings.get(self.hubspot_conn_id)
+        if settings is not self.settings:
+            self.settings, self.base_url = settings, settings.base_url
+            self._options = _request_options(settings)
 
     async def __aexit__(self, *exc: object) -> None:
         self._users -= 1
@@ -259,28 +300,15 @@ class HubSpotAsyncHook(HttpAsyncHook):
     # -- one call, with auth and retries ---------------------------------------------------------
     async def _send(self, step: auth_flow.SendRequest) -> _Reply:
         assert self.settings is not None and self.http_session is not None
-        s, request = self.settings, step.request
-        # The sync hook's (connect, read) timeouts: opening a connection, and each wait for bytes.
-        # Not aiohttp's ``connect``: it counts the wait for a free connection in the pool, and
-        # thousands of waits on one triggerer share 100 connections: a poll that waits its turn
-        # has not timed out. ``total`` is only a backstop for what those two do not cover (a
-        # proxy's CONNECT answer, a name lookup), generous enough for any pool queue.
-        timeout = aiohttp.ClientTimeout(
-            total=max(120.0, 2 * (s.connect_timeout + s.read_timeout)),
-            sock_connect=s.connect_timeout,
-            sock_read=s.read_timeout,
-        )
+        request = step.request
         try:
             async with self.http_session.request(
                 request.method,
-                s.base_url + request.path,
+                _url(self.settings.base_url, request.path),
                 json=request.json,
                 data=dict(request.form) if request.form else None,
                 headers=step.headers,
-                timeout=timeout,
-                allow_redirects=False,
-                ssl=_ssl_option(s.verify),
-                proxy=(s.proxies or {}).get("https") if s.base_url.startswith("https") else None,
+                **self._options,
             ) as response:
                 return _Reply(response, await response.read())
         except (aiohttp.ClientError, asyncio.TimeoutError) as err:
@@ -306,7 +334,8 @@ class HubSpotAsyncHook(HttpAsyncHook):
         if self.http_session is None:  # not inside `async with`: open and give back around this call
             async with self:
                 return await self._call(request, answer)
-        await self._read_settings()  # a dict lookup, but a long wait sees a rotated token
+        if _SharedSettings.peek(self.hubspot_conn_id) is not self.settings:
+            await self._read_settings()  # expired, or forgotten after a 401: a long wait sees a rotated token
         assert self.settings is not None
         policy = self.settings.retry
         started = time.monotonic()
@@ -355,10 +384,12 @@ class HubSpotAsyncHook(HttpAsyncHook):
         if self.settings is None:
             async with self:
                 return await self.get_export_status(tid, for_wait=for_wait)
-        return await self.call(
-            status_request(self.settings.api_version, tid),
-            lambda body: parse_status(body, tid, for_wait=True) if for_wait else _without_url(body, tid),
-        )
+
+        def answer(reply: _Reply, describe: str) -> ExportStatus:
+            body = read_response(reply.status, reply.headers, reply.body, describe)
+            return parse_status(body, tid, for_wait=True) if for_wait else _without_url(body, tid)
+
+        return await self._call(status_request(self.settings.api_version, tid), answer)
 
 
 def _without_url(body: Any, task_id: str) -> ExportStatus:

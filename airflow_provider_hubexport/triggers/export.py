@@ -40,6 +40,8 @@ class HubSpotExportTrigger(BaseTrigger):
     :param started_at: the Unix time the wait began (default: now).
     :param max_transient_errors: transient poll failures (after the hook's own retries) tolerated
         in a row before the wait fails with the last one.
+    :param last_status: the status the task saw before deferring (the task logged it): the trigger
+        logs only a change from it, one line per change for thousands of waits.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class HubSpotExportTrigger(BaseTrigger):
         timeout: float | None = None,
         started_at: float | None = None,
         max_transient_errors: int = DEFAULT_MAX_TRANSIENT_ERRORS,
+        last_status: str | None = None,
     ) -> None:
         super().__init__()
         self.export_task_id = str(export_task_id)
@@ -64,6 +67,7 @@ class HubSpotExportTrigger(BaseTrigger):
         self.timeout = timeout
         self.started_at = time.time() if started_at is None else started_at
         self.max_transient_errors = max_transient_errors
+        self.last_status = last_status
         self.schedule = PollSchedule(self.poll_interval, self.backoff_factor, self.max_poll_interval)
 
     @classmethod
@@ -75,6 +79,7 @@ class HubSpotExportTrigger(BaseTrigger):
         *,
         timeout: float,
         max_transient_errors: int,
+        last_status: str | None = None,
     ) -> HubSpotExportTrigger:
         """A wait that begins now and gives up ``timeout`` seconds from now (sensor and operator)."""
         now = time.time()
@@ -88,6 +93,7 @@ class HubSpotExportTrigger(BaseTrigger):
             timeout=timeout,
             started_at=now,
             max_transient_errors=max_transient_errors,
+            last_status=last_status,
         )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -103,6 +109,7 @@ class HubSpotExportTrigger(BaseTrigger):
                 "timeout": self.timeout,
                 "started_at": self.started_at,
                 "max_transient_errors": self.max_transient_errors,
+                "last_status": self.last_status,
             },
         )
 
@@ -117,6 +124,7 @@ class HubSpotExportTrigger(BaseTrigger):
         state = PollState(
             export_task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
         )
+        state.last_status = self.last_status
         try:
             async with HubSpotAsyncHook(self.hubspot_conn_id, log=self.log) as hook:
                 while True:
