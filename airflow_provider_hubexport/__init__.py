@@ -88,6 +88,12 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Read timeout (s)",
                         "schema": {"type": ["number", "null"], "default": 60},
                     },
+                    "portal_id": {
+                        "label": "Portal id (lineage)",
+                        "description": "Your HubSpot account's id, for OpenLineage dataset names "
+                        "(hubspot://<portal id>); empty: asked of HubSpot when lineage is reported.",
+                        "schema": {"type": ["integer", "null"]},
+                    },
                     "retry_max_attempts": {
                         "label": "Retry: max attempts",
                         "description": "Attempts per call on 429, 5xx and network errors.",

@@ -82,6 +82,21 @@ def get_export_request(api_version: str, export_id: Any) -> ApiRequest:
     return ApiRequest("GET", f"{_export_base(api_version)}/{eid}", describe=f"export {eid}")
 
 
+ACCOUNT_DETAILS_PATH = "/account-info/v3/details"
+
+
+def account_details_request() -> ApiRequest:
+    """The account's details; lineage names the HubSpot side by its ``portalId``."""
+    return ApiRequest("GET", ACCOUNT_DETAILS_PATH, describe="account details")
+
+
+def parse_portal_id(payload: Any) -> int:
+    portal = payload.get("portalId") if isinstance(payload, Mapping) else None
+    if isinstance(portal, bool) or not isinstance(portal, int) or portal <= 0:
+        raise _malformed("account details", "no positive integer 'portalId'")
+    return portal
+
+
 TOKEN_PATH = "/oauth/v1/token"
 
 

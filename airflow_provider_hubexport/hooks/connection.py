@@ -61,6 +61,23 @@ def _number(extras: dict[str, Any], key: str, default: float, *, integer: bool =
     return number
 
 
+def _portal_id(extras: dict[str, Any]) -> int | None:
+    value = extras.get("portal_id")
+    if value in (None, ""):
+        return None
+    try:
+        portal = int(value)
+    except (TypeError, ValueError):
+        portal = 0
+    if portal <= 0 or isinstance(value, bool):
+        raise HubSpotExportRequestError(
+            f"Connection extra 'portal_id' must be your HubSpot account's portal (hub) id, a positive "
+            f"integer (HubSpot shows it in the account menu); got {value!r}. Leave it empty to have it "
+            "read from HubSpot."
+        )
+    return portal
+
+
 def _flag(extras: dict[str, Any], key: str, default: bool) -> bool:
     value = extras.get(key)
     if value in (None, ""):
@@ -109,6 +126,8 @@ class HubSpotConnectionSettings:
     # How a start refused for HubSpot's 30-a-day limit waits for the window (operators may override).
     quota_retry_interval: float = DEFAULT_QUOTA_RETRY_INTERVAL
     quota_wait_timeout: float = DEFAULT_QUOTA_WAIT_TIMEOUT
+    # The account's portal (hub) id, if the connection says it: lineage then asks HubSpot nothing.
+    portal_id: int | None = None
 
     @property
     def oauth(self) -> bool:
@@ -166,4 +185,5 @@ class HubSpotConnectionSettings:
             resend_uncertain_start=resend_uncertain_start,
             quota_retry_interval=_number(extras, "quota_retry_interval", DEFAULT_QUOTA_RETRY_INTERVAL),
             quota_wait_timeout=_number(extras, "quota_wait_timeout", DEFAULT_QUOTA_WAIT_TIMEOUT),
+            portal_id=_portal_id(extras),
         )

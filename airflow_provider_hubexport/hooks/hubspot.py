@@ -17,7 +17,9 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow_provider_hubexport.api import (
     ApiRequest,
     ExportStatus,
+    account_details_request,
     get_export_request,
+    parse_portal_id,
     parse_start_response,
     parse_status,
     parse_token_response,
@@ -37,6 +39,9 @@ from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT
 from airflow_provider_hubexport.hooks.endpoint import endpoint_path, endpoint_request
 from airflow_provider_hubexport.hooks.retry import RetryPolicy, replaying
 from airflow_provider_hubexport.validation import validate_id
+
+# Portal ids read from HubSpot, per connection and token (auth.cache_key), for this process.
+_portal_ids: dict[str, int | None] = {}
 
 # A task id far beyond any HubSpot issues: the status call for it costs one request and answers
 # 404 when the token and scope are good.
@@ -306,6 +311,27 @@ class HubSpotHook(HttpHook):
             for part in auth.not_yet_masked(signed_url_parts(status.result_url)):
                 mask_secret(part)
         return status
+
+    def get_portal_id(self) -> int | None:
+        """The HubSpot portal (hub) id of the connection's account, which lineage names HubSpot's
+        datasets by: the connection's ``portal_id`` extra, else one ``GET /account-info/v3/details``
+        per connection and token in this process (cached), else None. Never raises: lineage is
+        reported beside the task, and must not fail it."""
+        settings = self.settings
+        if settings.portal_id is not None:
+            return settings.portal_id
+        key = auth.cache_key(settings)
+        if key in _portal_ids:
+            return _portal_ids[key]
+        try:
+            portal = self.call(
+                account_details_request(), parse_portal_id, policy=RetryPolicy(max_attempts=2, max_seconds=10)
+            )
+        except Exception as err:  # noqa: BLE001 - None, and why at INFO: lineage names HubSpot without it
+            self.log.info("HubSpot portal id not known (%s): lineage names the HubSpot side 'hubspot'.", err)
+            portal = None
+        _portal_ids[key] = portal
+        return portal
 
     def get_export(self, export_id: str | int) -> dict[str, Any]:
         payload = self.call(get_export_request(self.settings.api_version, export_id))

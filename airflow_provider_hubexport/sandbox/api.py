@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 VERSION_PREFIXES = ("/crm/v3/exports/export", "/crm/exports/{version}/export")
 OAUTH_PATH = "/oauth/v1/token"
+ACCOUNT_DETAILS_PATH = "/account-info/v3/details"
 _STATE = {"PENDING": "ENQUEUED", "PROCESSING": "PROCESSING", "COMPLETE": "DONE", "CANCELED": "CANCELED"}
 
 
@@ -49,6 +50,7 @@ def build_api_app(sandbox: Sandbox, file_host: FileHost) -> web.Application:
             api.router.add_get(f"{moved}{prefix}/async/tasks/{{task_id}}/status", handlers.status)
             api.router.add_get(f"{moved}{prefix}/{{export_id}}", handlers.get_export)
         api.router.add_post(f"{moved}{OAUTH_PATH}", handlers.oauth_token)
+        api.router.add_get(f"{moved}{ACCOUNT_DETAILS_PATH}", handlers.account_details)
     return api
 
 
@@ -171,6 +173,22 @@ class ApiHandlers:
             "createdAt": iso(export.created),
         }
         return web.json_response(body)
+
+    async def account_details(self, request: web.Request) -> web.Response:
+        """``GET /account-info/v3/details``: the portal id lineage names the HubSpot side by."""
+        sb = self.sandbox
+        if sb.portal_id is None:  # a token HubSpot does not let read the account's details
+            return hubspot_error(403, "This app hasn't been granted all required scopes.", "MISSING_SCOPES")
+        return web.json_response(
+            {
+                "portalId": sb.portal_id,
+                "accountType": "STANDARD",
+                "timeZone": "UTC",
+                "companyCurrency": "USD",
+                "uiDomain": "app.hubspot.com",
+                "dataHostingLocation": "na1",
+            }
+        )
 
     async def oauth_token(self, request: web.Request) -> web.Response:
         sb = self.sandbox

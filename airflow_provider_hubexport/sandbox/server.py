@@ -103,8 +103,12 @@ class Sandbox:
         daily_export_limit: int | None = None,
         workdir: str | None = None,
         identify_clients: bool = False,
+        portal_id: int | None = 4242,
     ) -> None:
         self.host = host
+        # The account's portal (hub) id, as ``GET /account-info/v3/details`` reports it; None: that
+        # call is refused (403 MISSING_SCOPES), as for a token HubSpot does not let read it.
+        self.portal_id = portal_id
         self.port = port
         self.files_port = files_port
         self.plan = plan or ExportPlan()
