@@ -11,6 +11,10 @@ HEAVY = [
     "airflow_provider_hubexport.hooks.hubspot",
     "airflow_provider_hubexport.hooks.hubspot_async",
     "airflow_provider_hubexport.sandbox",
+    # installed for the tests: imported only when Airflow asks an operator for its lineage
+    "openlineage",
+    "airflow.providers.openlineage",
+    "airflow.providers.common.compat.openlineage.facet",
 ]
 LIGHT_MODULES = [
     "airflow_provider_hubexport.operators.export",
@@ -56,8 +60,9 @@ ROOMS = {
     "triggers": CORE | {"hooks"},
     "waiting": CORE | {"triggers"},
     "lazy_hook": {"hooks"},
+    "lineage": CORE | {"lineage"},  # imports OpenLineage itself only inside its functions
     "sensors": CORE | {"lazy_hook", "waiting", "hooks", "triggers"},
-    "operators": CORE | {"lazy_hook", "waiting", "hooks", "triggers"},
+    "operators": CORE | {"lazy_hook", "waiting", "hooks", "triggers", "lineage"},
     "sandbox": {"sandbox"},  # an independent check of the client: none of it
     "__init__": set(),
 }

@@ -80,7 +80,35 @@ def build_export_request(
     return validate_export_request(request)
 
 
-class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperator):
+class ReportsLineage:
+    """OpenLineage for the export operators (called by Airflow only when the OpenLineage provider is
+    installed and enabled): the HubSpot object in, the landed files out, the export in a run facet.
+
+    What the method reads is set by assignment during the run, after the export started and after
+    the download (``execute_complete`` too): a deferred task resumes as a new operator built from
+    its arguments, with nothing of what it held before deferring.
+    """
+
+    _ol_export_task_id: str | None = None
+    _ol_landed: list[dict[str, Any]] | None = None
+
+    def _lineage_request(self) -> Mapping[str, Any] | None:
+        """What was exported, when the operator knows it from its own arguments."""
+        return None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_hubexport.lineage import task_lineage
+
+        return task_lineage(
+            self.hook,  # type: ignore[attr-defined]
+            export_task_id=self._ol_export_task_id,
+            request=self._lineage_request(),
+            landed=self._ol_landed,
+            destination=getattr(self, "destination", None),
+        )
+
+
+class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMixin, BaseOperator):
     """Starts a HubSpot CRM export; its XCom value is the export's task id.
 
     Give the request in HubSpot's own shape (``export_request``), with keyword arguments for the
@@ -260,10 +288,20 @@ class HubSpotStartExportOperator(LazyHubSpotHook, ResumableJobMixin, BaseOperato
         return self.get_job_result(external_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
-        return validate_id(external_id, "export_task_id")
+        self._ol_export_task_id = validate_id(external_id, "export_task_id")
+        return self._ol_export_task_id
+
+    def _lineage_request(self) -> Mapping[str, Any] | None:
+        if self._request:
+            return self._request
+        try:  # resumed after a deferral: the same arguments give the same request (but its name)
+            fields = {k: getattr(self, k) for k in (*REQUEST_FIELDS, *SEARCH_FIELDS)}
+            return build_export_request(self.export_request, fields, self.task_id)
+        except HubSpotExportRequestError:
+            return None
 
 
-class HubSpotDownloadExportOperator(LazyHubSpotHook, BaseOperator):
+class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, BaseOperator):
     """Downloads a COMPLETE export's file to a local directory or object storage.
 
     The XCom value is ``[{"path", "size", "sha256"}]`` for what landed. Files land atomically: a
@@ -308,8 +346,8 @@ class HubSpotDownloadExportOperator(LazyHubSpotHook, BaseOperator):
         given = self.export_task_id
         if isinstance(given, Mapping):  # the sensor's XCom value, in this release's shape or 0.1.0's
             given = export_task_id_of(given)
-        export_task_id = validate_id(given, "export_task_id")
-        landed = self.hook.download_export(
+        export_task_id = self._ol_export_task_id = validate_id(given, "export_task_id")
+        landed = self._ol_landed = self.hook.download_export(
             export_task_id,
             self.destination,
             unzip=self.unzip,
@@ -417,6 +455,7 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
                 filename=self.filename,
             )
             record_outlet_events(context, self.outlets, export_task_id, self._landed[export_task_id])
+        self._ol_export_task_id, self._ol_landed = export_task_id, self._landed[export_task_id]
         return self._landed[export_task_id]
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:

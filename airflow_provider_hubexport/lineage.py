@@ -1,0 +1,162 @@
+"""What an export read and wrote, as OpenLineage reports it: the names (plain strings) and the
+``OperatorLineage`` the operators' OpenLineage methods return.
+
+The OpenLineage client is imported only inside :func:`export_lineage` and the facet class's
+factory, which Airflow reaches only when the OpenLineage provider is installed and enabled: a DAG
+file that imports an operator imports neither. Naming: https://openlineage.io/docs/spec/naming.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+# HubSpot has no entry in OpenLineage's naming spec: a portal is the namespace, as a database
+# server is for a table.
+HUBSPOT_SCHEME = "hubspot"
+_SCHEMES = {"gcs": "gs", "s3a": "s3"}  # fsspec's protocol names, as OpenLineage spells them
+
+
+def hubspot_dataset(portal_id: int | None, request: Mapping[str, Any]) -> tuple[str, str]:
+    """The exported HubSpot data as (namespace, name): ``hubspot://<portal id>`` (``hubspot`` when
+    the portal is unknown), and the object type (``CONTACT``, ``2-12345``), or ``lists/<id>`` for
+    a list export."""
+    namespace = f"{HUBSPOT_SCHEME}://{portal_id}" if portal_id else HUBSPOT_SCHEME
+    if str(request.get("exportType", "")).upper() == "LIST" and request.get("listId"):
+        return namespace, f"lists/{request['listId']}"
+    return namespace, str(request.get("objectType", "")).upper() or "UNKNOWN"
+
+
+def destination_dataset(local_dir: str | None, remote: Any = None) -> tuple[str, str]:
+    """Where the files landed, as (namespace, name): a local directory is ``file`` and its absolute
+    path; object storage is ``<scheme>://<bucket>`` and the key (``ObjectStoragePath`` drops the
+    leading slash of a ``file:///`` path and has no namespace for a bare path, hence ``local_dir``)."""
+    if local_dir is not None:
+        return "file", local_dir.rstrip("/") or "/"
+    protocol = _SCHEMES.get(remote.protocol, remote.protocol)
+    bucket = getattr(remote, "bucket", "")
+    key = str(getattr(remote, "key", "")).strip("/")
+    return (f"{protocol}://{bucket}" if bucket else protocol), key
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenLineage objects: built only from the operators' OpenLineage methods, which Airflow calls
+# only when the OpenLineage provider is installed and enabled.
+# ---------------------------------------------------------------------------------------------
+RUN_FACET = "hubspotExport"
+
+
+@functools.cache
+def export_run_facet_class() -> type:
+    """``HubSpotExportRunFacet``: the export behind a run, so an event can be traced back to HubSpot.
+    Made on first use: its base class comes from the OpenLineage client."""
+    import attrs
+    from airflow.providers.common.compat.openlineage.facet import RunFacet
+
+    @attrs.define
+    class HubSpotExportRunFacet(RunFacet):  # type: ignore[misc, valid-type]
+        exportTaskId: str  # noqa: N815 - OpenLineage facets are camelCase
+        objectType: str | None = attrs.field(default=None)  # noqa: N815
+        exportType: str | None = attrs.field(default=None)  # noqa: N815
+        format: str | None = attrs.field(default=None)
+        listId: str | None = attrs.field(default=None)  # noqa: N815
+        files: list[str] = attrs.field(factory=list)  # where they landed; never the signed URL
+        _additional_skip_redact = ["exportTaskId", "objectType", "exportType", "format", "listId", "files"]
+
+        @staticmethod
+        def _get_schema() -> str:
+            return SCHEMA_URL
+
+    return HubSpotExportRunFacet
+
+
+SCHEMA_URL = (
+    "https://raw.githubusercontent.com/airflow-provider-hubexport/airflow-provider-hubexport/main/"
+    "airflow_provider_hubexport/HubSpotExportRunFacet.json"
+)
+
+
+def task_lineage(
+    hook: Any, *, export_task_id: str | None, request: Mapping[str, Any] | None, landed: Any, destination: Any
+) -> Any:
+    """What an operator's ``get_openlineage_facets_on_complete`` returns, from the task's own result
+    (``landed``, set after the download, also after a deferral) and at most two cheap calls: the
+    portal id (cached, see ``HubSpotHook.get_portal_id``) and the export's description (its record
+    count, and what was exported when the task did not start the export itself). Never raises."""
+    from airflow_provider_hubexport.landing import Destination
+
+    description: Mapping[str, Any] = {}
+    if export_task_id:
+        try:
+            description = hook.get_export(export_task_id)
+        except Exception as err:  # noqa: BLE001 - lineage without it rather than a failed task
+            hook.log.info(
+                "Export %s not described by HubSpot (%s): lineage without its rows.", export_task_id, err
+            )
+    dest = None
+    if landed is not None:
+        where = Destination(destination)
+        dest = destination_dataset(where.local_dir, where.remote)
+    count = description.get("recordCount")
+    return export_lineage(
+        portal_id=hook.get_portal_id(),
+        export_task_id=export_task_id,
+        request=request or description or None,
+        landed=landed,
+        destination=dest,
+        record_count=count if isinstance(count, int) and not isinstance(count, bool) else None,
+    )
+
+
+def export_lineage(
+    *,
+    portal_id: int | None,
+    export_task_id: str | None,
+    request: Mapping[str, Any] | None,
+    landed: list[dict[str, Any]] | None,
+    destination: tuple[str, str] | None,
+    record_count: int | None = None,
+) -> Any:
+    """The ``OperatorLineage`` of an export task: HubSpot's object in, the landed files out.
+
+    ``request``: what was exported (HubSpot's camelCase request or export description; None:
+    unknown, no input). ``landed``: the task's result (None: nothing landed, no output).
+    """
+    from airflow.providers.common.compat.openlineage.facet import (
+        InputDataset,
+        OutputDataset,
+        OutputStatisticsOutputDatasetFacet,
+        SchemaDatasetFacet,
+        SchemaDatasetFacetFields,
+    )
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    inputs = []
+    if request:
+        namespace, name = hubspot_dataset(portal_id, request)
+        properties = [str(p) for p in request.get("objectProperties") or []]
+        facets = {"schema": SchemaDatasetFacet(fields=[SchemaDatasetFacetFields(name=p) for p in properties])}
+        inputs.append(InputDataset(namespace=namespace, name=name, facets=facets if properties else {}))
+    outputs = []
+    if landed is not None and destination is not None:
+        statistics = OutputStatisticsOutputDatasetFacet(
+            rowCount=record_count, size=sum(int(f["size"]) for f in landed), fileCount=len(landed)
+        )
+        outputs.append(
+            OutputDataset(
+                namespace=destination[0], name=destination[1], outputFacets={"outputStatistics": statistics}
+            )
+        )
+    run_facets = {}
+    if export_task_id:
+        request = request or {}
+        run_facets[RUN_FACET] = export_run_facet_class()(
+            exportTaskId=str(export_task_id),
+            objectType=request.get("objectType"),
+            exportType=request.get("exportType"),
+            format=request.get("format"),
+            listId=str(request["listId"]) if request.get("listId") else None,
+            files=[str(f["path"]) for f in landed or []],
+        )
+    return OperatorLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)
