@@ -77,30 +77,60 @@ SCHEMA_URL = (
 )
 
 
+# OpenLineage's listener reports from a forked process it stops after ``[openlineage]
+# execution_timeout`` (10 s by default), losing the whole event: its calls to HubSpot are one try
+# each, with short timeouts (connect, read), two calls at most.
+LINEAGE_TIMEOUTS = (2.0, 2.5)
+
+
 def task_lineage(
-    hook: Any, *, export_task_id: str | None, request: Mapping[str, Any] | None, landed: Any, destination: Any
+    hook: Any,
+    *,
+    export_task_id: str | None,
+    request: Mapping[str, Any] | None,
+    landed: Any,
+    destination: Any,
+    failed: bool = False,
 ) -> Any:
-    """What an operator's ``get_openlineage_facets_on_complete`` returns, from the task's own result
-    (``landed``, set after the download, also after a deferral) and at most two cheap calls: the
-    portal id (cached, see ``HubSpotHook.get_portal_id``) and the export's description (its record
-    count, and what was exported when the task did not start the export itself). Never raises."""
+    """What an operator's OpenLineage methods return, from the task's own result (``landed``, set
+    after the download, also after a deferral) and, for a task that succeeded, at most two quick
+    calls: the portal id (unless the connection's ``portal_id`` extra gives it) and, once files
+    landed, the export's description (its record count; what was exported when the task did not
+    start the export itself). A failed task makes no call: HubSpot may be why it failed."""
+    import dataclasses
+
+    from airflow_provider_hubexport.hooks.retry import RetryPolicy
     from airflow_provider_hubexport.landing import Destination
 
+    settings = hook.settings
+    portal_id = settings.portal_id
     description: Mapping[str, Any] = {}
-    if export_task_id:
-        try:
-            description = hook.get_export(export_task_id)
-        except Exception as err:  # noqa: BLE001 - lineage without it rather than a failed task
-            hook.log.info(
-                "Export %s not described by HubSpot (%s): lineage without its rows.", export_task_id, err
-            )
+    if not failed:
+        quick = type(hook)(hook.hubspot_conn_id)
+        quick.settings = dataclasses.replace(
+            settings,
+            connect_timeout=LINEAGE_TIMEOUTS[0],
+            read_timeout=LINEAGE_TIMEOUTS[1],
+            retry=RetryPolicy(max_attempts=1, max_seconds=0),
+        )
+        portal_id = quick.get_portal_id()
+        if export_task_id and landed is not None:
+            try:
+                description = quick.get_export(export_task_id)
+            except Exception as err:  # noqa: BLE001 - lineage without it rather than no lineage
+                hook.log.info(
+                    "Export %s not described by HubSpot (%s): lineage without its rows.", export_task_id, err
+                )
     dest = None
     if landed is not None:
         where = Destination(destination)
         dest = destination_dataset(where.local_dir, where.remote)
     count = description.get("recordCount")
     return export_lineage(
-        portal_id=hook.get_portal_id(),
+        portal_id=portal_id,
+        # A failed task asks nothing: without the portal it names no input rather than a second
+        # dataset ('hubspot') for what its successes name 'hubspot://<portal id>'.
+        name_input=portal_id is not None or not failed,
         export_task_id=export_task_id,
         request=request or description or None,
         landed=landed,
@@ -117,6 +147,7 @@ def export_lineage(
     landed: list[dict[str, Any]] | None,
     destination: tuple[str, str] | None,
     record_count: int | None = None,
+    name_input: bool = True,
 ) -> Any:
     """The ``OperatorLineage`` of an export task: HubSpot's object in, the landed files out.
 
@@ -133,7 +164,7 @@ def export_lineage(
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     inputs = []
-    if request:
+    if request and name_input:
         namespace, name = hubspot_dataset(portal_id, request)
         properties = [str(p) for p in request.get("objectProperties") or []]
         facets = {"schema": SchemaDatasetFacet(fields=[SchemaDatasetFacetFields(name=p) for p in properties])}

@@ -174,3 +174,26 @@ with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as d
     assert result.tasks == {"export": "success"}
     (given,) = _complete(lineage_events("lineage_list")["export"])["inputs"]
     assert (given["namespace"], given["name"]) == ("hubspot", "lists/77")
+
+
+def test_a_failed_task_reports_its_export_and_asks_hubspot_nothing(env, tmp_path, lineage_events):
+    env.plan_next(pending_polls=0, processing_polls=1, cancel=True)
+    source = (
+        HEADER
+        + """
+with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
+    HubSpotExportOperator(
+        task_id="export", object_type="CONTACT", object_properties={properties},
+        destination={dest}, deferrable=False, poke_interval=0.1,
+    )
+"""
+    )
+    result = run_dag("lineage_failed", source, dest=str(tmp_path), properties=PROPERTIES)
+    assert result.tasks == {"export": "failed"}
+    (failed,) = [e for e in lineage_events("lineage_failed")["export"] if e["eventType"] == "FAIL"]
+    (task_id,) = env.exports
+    assert failed["run"]["facets"][RUN_FACET]["exportTaskId"] == task_id
+    # No portal id without asking, and a failed task asks nothing: no input rather than one named
+    # 'hubspot' beside the 'hubspot://<portal>' its successes report.
+    assert failed["inputs"] == [] and failed["outputs"] == []
+    assert env.api_requests("/account-info") == [] and env.api_requests(f"/export/{task_id}") == []

@@ -55,3 +55,25 @@ def test_bad_portal_id_extra_names_the_field_and_the_fix(sandbox, monkeypatch, b
     )
     with pytest.raises(HubSpotExportRequestError, match="'portal_id' must be your HubSpot account's portal"):
         hubspot.HubSpotHook().settings  # noqa: B018
+
+
+def test_each_credential_has_its_own_portal(sandbox, monkeypatch):
+    sandbox.add_token("other-portals-token", scopes=("crm.export",))
+    assert _hook(monkeypatch, sandbox).get_portal_id() == 4242
+    other = json.loads(sandbox.connection_json())
+    other["password"] = "other-portals-token"
+    monkeypatch.setenv("AIRFLOW_CONN_HUBSPOT_OTHER", json.dumps(other))
+    assert hubspot.HubSpotHook("hubspot_other").get_portal_id() == 4242
+    assert [c.headers["Authorization"] for c in _account_calls(sandbox)] == [
+        f"Bearer {SECRET_TOKEN}",
+        "Bearer other-portals-token",
+    ]  # not the first credential's answer, which may be another account's
+
+
+def test_a_transient_failure_is_not_remembered(sandbox, monkeypatch):
+    sandbox.inject("status", status=503, path="/account-info/v3/details", times=2)
+    hook = _hook(monkeypatch, sandbox, retry_max_attempts=1)
+    assert hook.get_portal_id() is None
+    assert hook.get_portal_id() is None
+    assert hook.get_portal_id() == 4242  # asked again each time until HubSpot answered
+    assert len(_account_calls(sandbox)) == 3

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -314,23 +315,28 @@ class HubSpotHook(HttpHook):
 
     def get_portal_id(self) -> int | None:
         """The HubSpot portal (hub) id of the connection's account, which lineage names HubSpot's
-        datasets by: the connection's ``portal_id`` extra, else one ``GET /account-info/v3/details``
-        per connection and token in this process (cached), else None. Never raises: lineage is
-        reported beside the task, and must not fail it."""
+        datasets by: the connection's ``portal_id`` extra, else ``GET /account-info/v3/details``
+        (remembered per API host and credential in this process, when HubSpot answered it or refused
+        it for good), else None. Never raises: lineage is reported beside the task, and must not
+        fail it."""
         settings = self.settings
         if settings.portal_id is not None:
             return settings.portal_id
-        key = auth.cache_key(settings)
+        credential = settings.refresh_token or settings.access_token or ""
+        key = hashlib.sha256(f"{settings.base_url}\0{settings.client_id}\0{credential}".encode()).hexdigest()
         if key in _portal_ids:
             return _portal_ids[key]
+        policy = RetryPolicy(max_attempts=min(2, settings.retry.max_attempts), max_seconds=10)
         try:
-            portal = self.call(
-                account_details_request(), parse_portal_id, policy=RetryPolicy(max_attempts=2, max_seconds=10)
-            )
-        except Exception as err:  # noqa: BLE001 - None, and why at INFO: lineage names HubSpot without it
+            portal = _portal_ids[key] = self.call(account_details_request(), parse_portal_id, policy=policy)
+        except HubSpotExportError as err:
+            if not err.retryable:  # a token without the access: asking again will not help
+                _portal_ids[key] = None
             self.log.info("HubSpot portal id not known (%s): lineage names the HubSpot side 'hubspot'.", err)
-            portal = None
-        _portal_ids[key] = portal
+            return None
+        except Exception as err:  # noqa: BLE001 - a malformed answer: None, and why
+            self.log.info("HubSpot portal id not known (%s): lineage names the HubSpot side 'hubspot'.", err)
+            return None
         return portal
 
     def get_export(self, export_id: str | int) -> dict[str, Any]:

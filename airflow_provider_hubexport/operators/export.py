@@ -97,6 +97,12 @@ class ReportsLineage:
         return None
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return self._lineage(failed=False)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self._lineage(failed=True)
+
+    def _lineage(self, *, failed: bool) -> Any:
         from airflow_provider_hubexport.lineage import task_lineage
 
         return task_lineage(
@@ -105,6 +111,7 @@ class ReportsLineage:
             request=self._lineage_request(),
             landed=self._ol_landed,
             destination=getattr(self, "destination", None),
+            failed=failed,
         )
 
 
@@ -423,7 +430,7 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         self._landed: dict[str, list[dict[str, Any]]] = {}
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
-        export_task_id = validate_id(external_id, "export_task_id")
+        export_task_id = self._ol_export_task_id = validate_id(external_id, "export_task_id")
         state = PollState(
             export_task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
         )
@@ -460,5 +467,6 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         export_task_id = validate_id(check_event(event).get("export_task_id"), "export_task_id")
+        self._ol_export_task_id = export_task_id  # a resumed task holds nothing from before deferring
         complete_from_event(event, export_task_id, accept_errors=self.accept_errors, log=self.log)
         return self.get_job_result(export_task_id, context)
