@@ -8,6 +8,7 @@ poll: a log line only when the status changes, and no retry machinery unless the
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import tenacity
@@ -140,3 +141,11 @@ def test_the_sensor_hands_the_status_it_saw_to_the_trigger(sandbox, start):
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
     assert deferred.value.trigger.last_status == "PENDING"
+
+
+async def test_the_first_poll_is_one_interval_after_the_task_checked_not_after_pickup(sandbox, start):
+    task_id = start(pending_polls=0, processing_polls=0)
+    # Deferred an hour ago with an hour's interval (a triggerer that was down, say): poll at once.
+    trigger = HubSpotExportTrigger(export_task_id=task_id, poll_interval=3600, started_at=time.time() - 3600)
+    event = await asyncio.wait_for(_event(trigger), timeout=60)
+    assert event["status"] == "success" and len(sandbox.api_requests(f"/tasks/{task_id}/status")) == 1

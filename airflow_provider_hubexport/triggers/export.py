@@ -127,11 +127,19 @@ class HubSpotExportTrigger(BaseTrigger):
         state.last_status = self.last_status
         try:
             async with HubSpotAsyncHook(self.hubspot_conn_id, log=self.log) as hook:
+                first = True
                 while True:
-                    # The sensor checked just before deferring: wait first, then poll.
                     remaining = self._until_deadline()
                     if remaining > 0:
-                        await asyncio.sleep(state.next_wait(time.time() - self.started_at, remaining))
+                        elapsed = time.time() - self.started_at
+                        if first:  # the task checked at started_at: poll one interval after that,
+                            # however long the triggerer took to pick the wait up and read the
+                            # connection (a thousand waits arriving together would poll together)
+                            wait = min(max(0.0, self.schedule.interval(0) - elapsed), remaining)
+                        else:
+                            wait = state.next_wait(elapsed, remaining)
+                        await asyncio.sleep(wait)
+                    first = False
                     if self._until_deadline() <= 0:
                         yield TriggerEvent(timeout_event(export_task_id, self.timeout or 0))
                         return
