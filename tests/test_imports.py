@@ -60,7 +60,8 @@ ROOMS = {
     "triggers": CORE | {"hooks"},
     "waiting": CORE | {"triggers"},
     "lazy_hook": {"hooks"},
-    "lineage": CORE | {"lineage"},  # imports OpenLineage itself only inside its functions
+    # OpenLineage itself only inside its functions; a hook with short timeouts for its two calls
+    "lineage": CORE | {"lineage", "hooks"},
     "sensors": CORE | {"lazy_hook", "waiting", "hooks", "triggers"},
     "operators": CORE | {"lazy_hook", "waiting", "hooks", "triggers", "lineage"},
     "sandbox": {"sandbox"},  # an independent check of the client: none of it
