@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
+from airflow_provider_hubexport.object_store import check_connection, is_flat_store, put_whole, store_conn_id
 
 STAGING_PREFIX = ".hubspot-"
 STAGING_SUFFIX = ".part"
@@ -139,30 +140,47 @@ def hash_copy(src: Any, dst: Any) -> tuple[int, str]:
 
 
 class Destination:
-    """A local directory, a ``file://`` URI, or any ``ObjectStoragePath`` URI (``s3://``, ``gs://``)."""
+    """A local directory, a ``file://`` URI, or any ``ObjectStoragePath`` URI (``s3://``, ``gs://``),
+    with the connection of its store: ``conn_id``, or the ``scheme://conn_id@bucket/...`` form."""
 
-    def __init__(self, destination: Any) -> None:
+    def __init__(self, destination: Any, conn_id: str | None = None) -> None:
         if destination is None or str(destination).strip() == "":
             raise HubSpotExportRequestError(
                 "destination is required: a local directory or an object storage URI such as s3://bucket/path."
             )
+        conn_id = conn_id or None  # an empty templated value means "the store's default"
         self.remote: Any = None
         text = str(destination)
         scheme = urlsplit(text).scheme if "://" in text else ""
         if scheme in ("", "file"):
+            if conn_id is not None:
+                raise HubSpotExportRequestError(
+                    f"destination_conn_id {conn_id!r} is for object storage, but destination {text!r} is a "
+                    "local directory: drop destination_conn_id, or give an s3://, gs://... URI."
+                )
             local = unquote(urlsplit(text).path) if scheme == "file" else text
             self.local_dir: str | None = os.path.abspath(os.path.expanduser(local))
         else:
             from airflow.sdk import ObjectStoragePath
 
             self.local_dir = None
-            self.remote = (
-                destination if isinstance(destination, ObjectStoragePath) else ObjectStoragePath(text)
-            )
+            path = destination if isinstance(destination, ObjectStoragePath) else ObjectStoragePath(text)
+            named = store_conn_id(path)
+            if conn_id is not None and named not in (None, conn_id):
+                raise HubSpotExportRequestError(
+                    f"destination_conn_id {conn_id!r} differs from the connection {named!r} named in "
+                    f"destination {text!r}: give the connection in one place."
+                )
+            self.remote = path if conn_id is None else ObjectStoragePath(text, conn_id=conn_id)
         self._staging_root: str | None = None
 
     def __str__(self) -> str:
         return self.local_dir if self.local_dir is not None else str(self.remote)
+
+    def check_connection(self) -> None:
+        """Refuse an object store's connection id that Airflow does not know (before any download)."""
+        if self.remote is not None:
+            check_connection(store_conn_id(self.remote), str(self))
 
     def prepare(self, task_id: str) -> str:
         """Make sure the destination can take files; return the staging directory to download into.
@@ -189,7 +207,11 @@ class Destination:
             for stale in Path(self.local_dir).glob(f"{STAGING_PREFIX}{task_id}-*{UNZIP_SUFFIX}"):
                 shutil.rmtree(stale, ignore_errors=True)
             return self.local_dir
-        self.remote.mkdir(parents=True, exist_ok=True)
+        self.check_connection()
+        if not is_flat_store(self.remote.fs):  # e.g. SFTP: folders are real
+            self.remote.mkdir(parents=True, exist_ok=True)
+        for stale in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}{task_id}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # a killed try's download
         self._staging_root = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{task_id}-")
         return self._staging_root
 
@@ -224,7 +246,7 @@ class Destination:
             os.replace(staged.path, target)
         else:
             try:
-                target.fs.put(staged.path, target.path)
+                put_whole(target.fs, staged.path, target.path)
             finally:
                 os.remove(staged.path)
         return {"path": str(target), "size": staged.size, "sha256": staged.sha256}

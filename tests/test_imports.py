@@ -46,6 +46,7 @@ CORE_ORDER = [
     ("api",),
     ("errors",),
     ("polling", "quota"),
+    ("object_store",),
     ("landing",),
 ]
 CORE = {module for level in CORE_ORDER for module in level}

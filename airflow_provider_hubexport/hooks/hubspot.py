@@ -354,6 +354,7 @@ class HubSpotHook(HttpHook):
         overwrite: bool = True,
         filename: str | None = None,
         max_attempts: int | None = None,
+        destination_conn_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """Download a COMPLETE export's file into ``destination``; return ``[{path, size, sha256}]``.
 
@@ -365,7 +366,9 @@ class HubSpotHook(HttpHook):
         members are extracted instead, and an archive with any member that would land outside
         ``destination`` is refused. ``filename`` replaces HubSpot's file names (which change with
         every export) by a fixed stem, keeping HubSpot's extension, so that re-runs replace rather
-        than add files.
+        than add files. ``destination_conn_id`` is the object store's Airflow connection (else the
+        one in ``scheme://conn_id@bucket/...``, else the store's default); an unknown id is refused
+        before anything is downloaded.
         """
         from airflow_provider_hubexport.hooks.download import fetch, file_session, remove_quietly
         from airflow_provider_hubexport.landing import Destination, check_zip, is_zip, renamed
@@ -376,7 +379,7 @@ class HubSpotHook(HttpHook):
         policy = (
             settings.retry if max_attempts is None else replace(settings.retry, max_attempts=max_attempts)
         )
-        dest = Destination(destination)
+        dest = Destination(destination, destination_conn_id)
         dest.prepare(tid)
         session = file_session()
 

@@ -320,6 +320,10 @@ class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, BaseOperato
         ``export_task_id``), e.g. ``wait.output``.
     :param destination: a local directory, or an ``ObjectStoragePath`` URI such as
         ``s3://bucket/hubspot/{{ ds }}/`` (templated).
+    :param destination_conn_id: the Airflow connection of the object store (an ``aws`` connection
+        for ``s3://``, ...; templated); default: the one in a ``s3://conn_id@bucket/...`` URI, else
+        the store's default connection. An id Airflow does not know fails the task before anything
+        is downloaded.
     :param unzip: extract a ZIP's files into ``destination`` instead of landing the ZIP.
     :param overwrite: replace files already at the destination (default True, so re-runs and
         backfills are idempotent); False fails instead.
@@ -327,7 +331,13 @@ class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, BaseOperato
         every export; HubSpot's extension is kept, and several files get ``-1``, ``-2``... (templated).
     """
 
-    template_fields: Sequence[str] = ("export_task_id", "destination", "filename", "hubspot_conn_id")
+    template_fields: Sequence[str] = (
+        "export_task_id",
+        "destination",
+        "destination_conn_id",
+        "filename",
+        "hubspot_conn_id",
+    )
     ui_color = "#ff7a59"
 
     def __init__(
@@ -339,11 +349,13 @@ class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, BaseOperato
         overwrite: bool = True,
         filename: str | None = None,
         hubspot_conn_id: str = "hubspot_default",
+        destination_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.export_task_id = export_task_id
         self.destination = destination
+        self.destination_conn_id = destination_conn_id
         self.unzip = unzip
         self.overwrite = overwrite
         self.filename = filename
@@ -360,6 +372,7 @@ class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, BaseOperato
             unzip=self.unzip,
             overwrite=self.overwrite,
             filename=self.filename,
+            destination_conn_id=self.destination_conn_id,
         )
         record_outlet_events(context, self.outlets, export_task_id, landed)
         return landed
@@ -390,7 +403,8 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
     of ``{"path", "size", "sha256"}``. A retry reconnects to the export already started (running or
     COMPLETE) rather than starting another; after a failed download it only downloads again.
 
-    :param destination: where the file lands (see ``HubSpotDownloadExportOperator``).
+    :param destination: where the file lands, and ``destination_conn_id`` its store's connection
+        (see ``HubSpotDownloadExportOperator``); both are checked before the export starts.
     :param deferrable: wait on the triggerer, for the export and for HubSpot's daily limit (default
         from ``[operators] default_deferrable``); ``wait_for_quota`` and its two settings are the start
         operator's.
@@ -399,7 +413,12 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         export with errors (see ``HubSpotExportSensor``).
     """
 
-    template_fields: Sequence[str] = (*HubSpotStartExportOperator.template_fields, "destination", "filename")
+    template_fields: Sequence[str] = (
+        *HubSpotStartExportOperator.template_fields,
+        "destination",
+        "destination_conn_id",
+        "filename",
+    )
 
     def __init__(
         self,
@@ -414,10 +433,12 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         timeout: float = DEFAULT_TIMEOUT,
         accept_errors: bool = False,
         max_transient_errors: int = DEFAULT_MAX_TRANSIENT_ERRORS,
+        destination_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.destination = destination
+        self.destination_conn_id = destination_conn_id
         self.unzip = unzip
         self.overwrite = overwrite
         self.filename = filename
@@ -428,6 +449,13 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
         self.accept_errors = accept_errors
         self.max_transient_errors = max_transient_errors
         self._landed: dict[str, list[dict[str, Any]]] = {}
+
+    def execute(self, context: Context) -> Any:
+        # Before an export (one of 30 a day) is spent: a destination it could not land in.
+        from airflow_provider_hubexport.landing import Destination
+
+        Destination(self.destination, self.destination_conn_id).check_connection()
+        return super().execute(context)
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         export_task_id = self._ol_export_task_id = validate_id(external_id, "export_task_id")
@@ -460,6 +488,7 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
                 unzip=self.unzip,
                 overwrite=self.overwrite,
                 filename=self.filename,
+                destination_conn_id=self.destination_conn_id,
             )
             record_outlet_events(context, self.outlets, export_task_id, self._landed[export_task_id])
         self._ol_export_task_id, self._ol_landed = export_task_id, self._landed[export_task_id]

@@ -1,0 +1,311 @@
+"""Landing on S3 through a destination connection, against a real S3 API on loopback: moto's
+server (in this process, on 127.0.0.1), reached through an Airflow ``aws`` connection whose
+``endpoint_url`` points at it, so the amazon provider's own S3 filesystem (s3fs) does the talking.
+
+What is checked: the file at its key and nowhere else, unzipped members, the connection given as a
+parameter or in the URI, a wrong id refused before anything is downloaded (or, for the all-in-one
+operator, before the export starts), and a try killed mid-download or mid-upload leaving no object
+and no incomplete multipart upload once it is over or retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import pytest
+from conftest import CONTACTS
+from dagrun import assert_failed_with, run_dag
+
+from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
+from airflow_provider_hubexport.sandbox import Packaging
+
+CONN_ID = "aws_hubexport"
+KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+HEADER = """
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_hubexport.operators.export import HubSpotDownloadExportOperator, HubSpotExportOperator
+"""
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"  # never ask a cloud's metadata service
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(moto_endpoint, monkeypatch, request):
+    """A fresh bucket, the ``aws_hubexport`` connection to the server, and a boto3 client to look."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=moto_endpoint, **KEYS)
+    bucket = "hubexport-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:12]
+    client.create_bucket(Bucket=bucket)
+    conn = {
+        "conn_type": "aws",
+        "login": KEYS["aws_access_key_id"],
+        "password": KEYS["aws_secret_access_key"],
+        "extra": {"endpoint_url": moto_endpoint, "region_name": KEYS["region_name"]},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+    client.bucket = bucket
+    return client
+
+
+def objects(s3, prefix=""):
+    listing = s3.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+    return {o["Key"]: o["Size"] for o in listing.get("Contents", [])}
+
+
+def uploads(s3):
+    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])]
+
+
+def body(s3, key):
+    return s3.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def complete(sandbox, hook):
+    def _complete(**plan):
+        sandbox.plan_next(pending_polls=0, processing_polls=0, **plan)
+        task_id = hook.start_export(CONTACTS)
+        hook.get_export_status(task_id)  # COMPLETE: the sandbox has written the file
+        return task_id
+
+    return _complete
+
+
+# -- the hook --------------------------------------------------------------------------------------
+def test_csv_lands_at_its_key_with_the_connection_in_either_form(sandbox, hook, complete, s3):
+    sandbox.packaging = Packaging(zip_over_bytes=10**12, rows_per_file=10**9)  # one plain CSV
+    task_id = complete(row_count=300)
+    with open(sandbox.served_file(task_id), "rb") as fh:
+        served = fh.read()
+    (by_param,) = hook.download_export(
+        task_id, f"s3://{s3.bucket}/param/", destination_conn_id=CONN_ID, filename="contacts"
+    )
+    (by_uri,) = hook.download_export(task_id, f"s3://{CONN_ID}@{s3.bucket}/uri/", filename="contacts")
+    assert by_param["path"] == f"s3://{CONN_ID}@{s3.bucket}/param/contacts.csv"
+    assert by_uri["path"] == f"s3://{CONN_ID}@{s3.bucket}/uri/contacts.csv"
+    assert objects(s3) == {"param/contacts.csv": len(served), "uri/contacts.csv": len(served)}
+    assert body(s3, "param/contacts.csv") == served and by_param["sha256"] == sha(served)
+    assert uploads(s3) == []
+
+
+def test_big_file_goes_up_in_parts_and_leaves_no_upload(sandbox, hook, complete, s3):
+    from airflow_provider_hubexport.object_store import UPLOAD_PART_BYTES
+
+    sandbox.packaging = Packaging(zip_over_bytes=10**12, rows_per_file=10**9)
+    task_id = complete(row_count=1_000_000)  # about 40 MB: more than two parts, so a multipart upload
+    size = os.path.getsize(sandbox.served_file(task_id))
+    assert size > 2 * UPLOAD_PART_BYTES
+    (landed,) = hook.download_export(task_id, f"s3://{s3.bucket}/big", destination_conn_id=CONN_ID)
+    key = landed["path"].split(f"{s3.bucket}/", 1)[1]
+    head = s3.head_object(Bucket=s3.bucket, Key=key)
+    assert head["ContentLength"] == size and head["ETag"].strip('"').endswith(
+        f"-{-(-size // UPLOAD_PART_BYTES)}"
+    )
+    assert uploads(s3) == []
+
+
+def test_unzipped_members_land_as_objects(sandbox, hook, complete, s3):
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    task_id = complete(row_count=1000)
+    with zipfile.ZipFile(sandbox.served_file(task_id)) as zf:
+        expected = {name: zf.read(name) for name in zf.namelist()}
+    landed = hook.download_export(
+        task_id, f"s3://{s3.bucket}/unzipped", unzip=True, destination_conn_id=CONN_ID
+    )
+    assert len(expected) == 3 and len(landed) == 3
+    assert {k.rsplit("/", 1)[-1]: body(s3, k) for k in objects(s3, "unzipped/")} == expected
+    assert {item["sha256"] for item in landed} == {sha(data) for data in expected.values()}
+    assert uploads(s3) == []
+
+
+def test_wrong_or_misplaced_connection_is_refused_before_any_download(sandbox, hook, complete, s3, tmp_path):
+    task_id = complete()
+    with pytest.raises(
+        HubSpotExportRequestError, match="destination_conn_id 'aws_nope' .* not a connection Airflow"
+    ):
+        hook.download_export(task_id, f"s3://{s3.bucket}/x", destination_conn_id="aws_nope")
+    with pytest.raises(
+        HubSpotExportRequestError, match="destination_conn_id 'aws_nope' .* not a connection Airflow"
+    ):
+        hook.download_export(task_id, f"s3://aws_nope@{s3.bucket}/x")
+    with pytest.raises(HubSpotExportRequestError, match="differs from the connection 'aws_nope'.*one place"):
+        hook.download_export(task_id, f"s3://aws_nope@{s3.bucket}/x", destination_conn_id=CONN_ID)
+    with pytest.raises(HubSpotExportRequestError, match="is for object storage.*local directory"):
+        hook.download_export(task_id, str(tmp_path), destination_conn_id=CONN_ID)
+    assert sandbox.file_requests == [] and len(sandbox.api_requests("/status")) == 1  # complete()'s own
+    assert objects(s3) == {} and os.listdir(tmp_path) == []
+
+
+# -- a try that dies -------------------------------------------------------------------------------
+CHILD = textwrap.dedent(
+    """
+    import signal, sys
+    # As Airflow's task runner does: SIGTERM raises in the task (SystemExit here), it does not just end it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+    HubSpotHook().download_export(sys.argv[1], sys.argv[2], destination_conn_id=sys.argv[3])
+    """
+)
+
+
+def _child(task_id, destination, tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where the staged download can be watched
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, task_id, destination, CONN_ID],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _until(condition, what, proc, seconds=120):
+    """Bounded: wait for ``condition`` while the child runs (a loaded machine only makes it slower)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(
+                f"the child ended ({proc.returncode}) before {what}: {proc.stderr.read().decode()[-2000:]}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no {what} within {seconds} s")
+        time.sleep(0.02)
+
+
+def _staged_bytes(tmp_path):
+    return sum(p.stat().st_size for p in tmp_path.glob(".hubspot-*/*.part") if p.exists())
+
+
+def test_download_killed_halfway_leaves_nothing_and_the_retry_lands_it(sandbox, hook, complete, s3, tmp_path):
+    sandbox.packaging = Packaging(zip_over_bytes=10**12, rows_per_file=10**9)
+    task_id = complete(row_count=100_000, download_rate=1_000_000)  # about 4 MB at 1 MB/s
+    size = os.path.getsize(sandbox.served_file(task_id))
+    proc = _child(task_id, f"s3://{s3.bucket}/killed", tmp_path)
+    _until(lambda: _staged_bytes(tmp_path) > 0, "a byte of the download staged", proc)
+    proc.kill()
+    proc.wait(30)
+    assert 0 < _staged_bytes(tmp_path) < size  # killed halfway
+    assert objects(s3) == {} and uploads(s3) == []
+    sandbox.exports[task_id].plan.download_rate = None
+    proc = _child(task_id, f"s3://{s3.bucket}/killed", tmp_path)
+    assert proc.wait(120) == 0, proc.stderr.read().decode()[-2000:]
+    assert list(objects(s3).values()) == [size] and uploads(s3) == []
+    assert list(tmp_path.glob(".hubspot-*")) == []  # the killed try's staging went with the retry
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_upload_stopped_midway_leaves_no_object_and_no_incomplete_upload(
+    sig, sandbox, hook, complete, s3, tmp_path
+):
+    sandbox.packaging = Packaging(zip_over_bytes=10**12, rows_per_file=10**9)
+    task_id = complete(row_count=2_500_000)  # about 100 MB: six parts
+    size = os.path.getsize(sandbox.served_file(task_id))
+    destination = f"s3://{s3.bucket}/stopped"
+    proc = _child(task_id, destination, tmp_path)
+    _until(lambda: uploads(s3) != [], "a multipart upload in progress", proc)
+    proc.send_signal(sig)
+    code = proc.wait(60)
+    assert code != 0 and objects(s3) == {}
+    if sig == signal.SIGTERM:  # the task's own handler aborted its upload
+        assert uploads(s3) == [], "SIGTERM left an incomplete multipart upload"
+    else:  # nothing runs in a SIGKILLed process: the next try aborts what it left
+        assert len(uploads(s3)) == 1
+        (landed,) = hook.download_export(task_id, destination, destination_conn_id=CONN_ID)
+        assert landed["size"] == size and list(objects(s3).values()) == [size]
+        assert uploads(s3) == []
+
+
+# -- the operators in dag.test() -------------------------------------------------------------------
+@pytest.fixture
+def env(sandbox, connect, airflow_db):
+    connect()
+    return sandbox
+
+
+def test_all_in_one_unzips_to_s3_through_its_connection(env, s3):
+    env.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    env.plan_next(pending_polls=1, processing_polls=1, row_count=1000)
+    source = (
+        HEADER
+        + """
+with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
+    HubSpotExportOperator(
+        task_id="export", object_type="CONTACT", object_properties=["email"], poke_interval=0.1,
+        destination="s3://" + {bucket} + "/hubspot/{{{{ ds }}}}/", destination_conn_id="{{{{ params.conn }}}}",
+        unzip=True, filename="contacts", params={{"conn": {conn}}},
+    )
+"""
+    )
+    result = run_dag("s3_all_in_one", source, bucket=s3.bucket, conn=CONN_ID)
+    assert result.tasks == {"export": "success"}
+    (task_id,) = env.exports
+    with zipfile.ZipFile(env.served_file(task_id)) as zf:
+        expected = sorted(sha(zf.read(n)) for n in zf.namelist())
+    keys = objects(s3, "hubspot/")
+    assert len(keys) == 3 and all(k.startswith("hubspot/20") and "/contacts-" in k for k in keys)
+    assert sorted(sha(body(s3, k)) for k in keys) == expected
+    assert sorted(f["path"] for f in result.xcom["export"]) == sorted(
+        f"s3://{CONN_ID}@{s3.bucket}/{k}" for k in keys
+    )
+
+
+def test_download_operator_with_a_wrong_connection_fails_naming_it(env, s3, hook):
+    env.plan_next(pending_polls=0, processing_polls=0)
+    task_id = hook.start_export(CONTACTS)
+    source = (
+        HEADER
+        + """
+with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
+    HubSpotDownloadExportOperator(
+        task_id="download", export_task_id={task_id}, destination="s3://" + {bucket} + "/x/",
+        destination_conn_id="aws_typo",
+    )
+"""
+    )
+    result = run_dag("s3_wrong_conn", source, task_id=task_id, bucket=s3.bucket)
+    assert_failed_with(
+        result, "download", HubSpotExportRequestError, "destination_conn_id 'aws_typo'.*create it"
+    )
+    assert env.file_requests == [] and env.api_requests("/status") == [] and objects(s3) == {}
+
+
+def test_all_in_one_with_a_wrong_connection_starts_no_export(env, s3):
+    source = (
+        HEADER
+        + """
+with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
+    HubSpotExportOperator(
+        task_id="export", object_type="CONTACT", object_properties=["email"],
+        destination="s3://aws_typo@" + {bucket} + "/x/",
+    )
+"""
+    )
+    result = run_dag("s3_wrong_conn_all_in_one", source, bucket=s3.bucket)
+    assert_failed_with(result, "export", HubSpotExportRequestError, "destination_conn_id 'aws_typo'")
+    assert env.api_requests("/async", method="POST") == [] and env.exports == {}
