@@ -15,6 +15,14 @@ HEAVY = [
     "openlineage",
     "airflow.providers.openlineage",
     "airflow.providers.common.compat.openlineage.facet",
+    # installed for the tests: imported only when a file lands on object storage
+    "airflow.providers.amazon",
+    "boto3",
+    "botocore",
+    "s3fs",
+    "moto",
+    "airflow_provider_hubexport.landing",
+    "airflow_provider_hubexport.object_store",
 ]
 LIGHT_MODULES = [
     "airflow_provider_hubexport.operators.export",
