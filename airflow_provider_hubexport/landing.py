@@ -5,6 +5,7 @@ stores get the finished file put whole.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import posixpath
@@ -139,6 +140,27 @@ def hash_copy(src: Any, dst: Any) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+_LOCK_NAME = ".lock"
+
+
+def _hold(path: str) -> Any:
+    """An exclusive lock on ``path`` for as long as the returned file is open (or the process lives)."""
+    handle = open(path, "w")  # noqa: SIM115 - held open on purpose
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def _remove_if_abandoned(staging: Path) -> None:
+    """Remove a staging folder whose owner is gone: its lock is free. Another try of the same export
+    may be downloading on this machine right now (another worker, a second DAG): its folder stays."""
+    try:
+        with open(staging / _LOCK_NAME) as handle:  # no lock file: being created, or not ours
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError:  # held (BlockingIOError), or gone
+        return
+
+
 class Destination:
     """A local directory, a ``file://`` URI, or any ``ObjectStoragePath`` URI (``s3://``, ``gs://``),
     with the connection of its store: ``conn_id``, or the ``scheme://conn_id@bucket/...`` form."""
@@ -173,6 +195,7 @@ class Destination:
                 )
             self.remote = path if conn_id is None else ObjectStoragePath(text, conn_id=conn_id)
         self._staging_root: str | None = None
+        self._staging_lock: Any = None
 
     def __str__(self) -> str:
         return self.local_dir if self.local_dir is not None else str(self.remote)
@@ -211,14 +234,18 @@ class Destination:
         if not is_flat_store(self.remote.fs):  # e.g. SFTP: folders are real
             self.remote.mkdir(parents=True, exist_ok=True)
         for stale in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}{task_id}-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # a killed try's download
+            _remove_if_abandoned(stale)  # a killed try's download
         self._staging_root = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{task_id}-")
+        self._staging_lock = _hold(os.path.join(self._staging_root, _LOCK_NAME))
         return self._staging_root
 
     def cleanup(self) -> None:
         if self._staging_root is not None:
             shutil.rmtree(self._staging_root, ignore_errors=True)
             self._staging_root = None
+        if self._staging_lock is not None:
+            self._staging_lock.close()
+            self._staging_lock = None
 
     def _target(self, parts: list[str]) -> Any:
         if self.local_dir is not None:

@@ -309,3 +309,21 @@ with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as d
     result = run_dag("s3_wrong_conn_all_in_one", source, bucket=s3.bucket)
     assert_failed_with(result, "export", HubSpotExportRequestError, "destination_conn_id 'aws_typo'")
     assert env.api_requests("/async", method="POST") == [] and env.exports == {}
+
+
+def test_a_staging_folder_in_use_is_kept_and_an_abandoned_one_removed(s3, tmp_path, monkeypatch):
+    import tempfile
+
+    from airflow_provider_hubexport.landing import Destination
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    busy, later = (Destination(f"s3://{s3.bucket}/x", CONN_ID) for _ in range(2))
+    busy_root = busy.prepare("123")  # another try of the same export, downloading right now
+    abandoned = tmp_path / ".hubspot-123-killed"
+    abandoned.mkdir()
+    (abandoned / ".lock").touch()  # its owner is gone: nobody holds the lock
+    later.prepare("123")
+    assert os.path.isdir(busy_root) and not abandoned.exists()
+    busy.cleanup()
+    later.cleanup()
+    assert list(tmp_path.iterdir()) == []
