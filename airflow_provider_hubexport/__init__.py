@@ -59,12 +59,8 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "api_version": {
                         "label": "API version",
-                        "description": "v3 (paths /crm/v3/exports/...) or 2026-03 (date-versioned paths).",
-                        "schema": {
-                            "type": ["string", "null"],
-                            "enum": ["v3", "2026-03", None],
-                            "default": "v3",
-                        },
+                        "description": "Empty: v3 (paths /crm/v3/exports/...); or 2026-03 (date-versioned paths).",
+                        "schema": {"type": ["string", "null"], "enum": ["v3", "2026-03", None]},
                     },
                     "client_id": {
                         "label": "OAuth client id",
@@ -73,6 +69,8 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "client_secret": {
                         "label": "OAuth client secret",
+                        "description": "Your OAuth app's client secret (HubSpot: Development > Apps > your "
+                        "app > Auth); only with client id and refresh token.",
                         "schema": {"type": ["string", "null"], "format": "password"},
                     },
                     "refresh_token": {

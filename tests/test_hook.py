@@ -344,6 +344,35 @@ def test_no_credentials_is_refused(connect):
         HubSpotHook().settings  # noqa: B018
 
 
+def test_a_connection_form_saved_unchanged_reads_as_its_defaults(sandbox, connect):
+    # What the UI's form writes for a form saved as it was: every field, the empty ones null or
+    # "", the numbers with their defaults: null and empty count as absent.
+    from airflow_provider_hubexport import get_provider_info
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    form = {name: field["schema"].get("default") for name, field in conn_type["conn-fields"].items()}
+    assert {"client_id", "client_secret", "refresh_token", "api_version", "portal_id"} <= {
+        k for k, v in form.items() if v is None
+    }
+    connect(extra={**form, "client_secret": "", "verify": None, "proxies": None})
+    settings = HubSpotHook().settings
+    assert not settings.oauth and settings.secrets == [SECRET_TOKEN] and settings.verify is True
+    assert settings.api_version == "v3" and settings.portal_id is None and settings.proxies is None
+    # No short string among the form's defaults: Airflow hands a connection's extras to its secrets
+    # masker, which warns about any string under 5 characters ("Skipping masking ... too short").
+    assert not [v for v in form.values() if isinstance(v, str) and len(v) < 5]
+    assert HubSpotHook().test_connection()[0]
+
+
+def test_test_connection_names_no_connection_id(connect):
+    # The API server tests a form under a random connection id of its own: naming it would confuse.
+    connect(conn_id="xq3kz9aa", password=None)
+    ok, message = HubSpotHook(hubspot_conn_id="xq3kz9aa").test_connection()
+    assert not ok and message.startswith("This connection has no credentials") and "xq3kz9aa" not in message
+    with pytest.raises(HubSpotExportRequestError, match="Connection 'xq3kz9aa' has no credentials"):
+        HubSpotHook(hubspot_conn_id="xq3kz9aa").settings  # noqa: B018 (a task's error names it)
+
+
 def test_test_connection_success_and_failures(sandbox, connect):
     connect()
     assert HubSpotHook().test_connection() == (

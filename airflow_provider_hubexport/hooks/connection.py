@@ -36,11 +36,11 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def check_url_scheme(url: str, what: str) -> None:
+def check_url_scheme(url: str, what: str, fix: str = "") -> None:
     """Refuse a URL the provider must not talk to: not http(s), or plain http off loopback."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HubSpotExportRequestError(f"{what} must be an http(s) URL with a host.")
+        raise HubSpotExportRequestError(f"{what} must be an http(s) URL with a host. {fix}".rstrip())
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise HubSpotExportRequestError(
             f"{what} uses plain http to {parts.hostname}, which would expose credentials on the network. "
@@ -55,9 +55,15 @@ def _number(extras: dict[str, Any], key: str, default: float, *, integer: bool =
     try:
         number = int(value) if integer else float(value)
     except (TypeError, ValueError):
-        raise HubSpotExportRequestError(f"Connection extra {key!r} must be a number, got {value!r}.")
+        raise HubSpotExportRequestError(
+            f"Connection extra {key!r} must be {'a whole number' if integer else 'a number'}, got {value!r}. "
+            f"Give one such as {default:g}, or leave it empty for that default."
+        )
     if number < 0:
-        raise HubSpotExportRequestError(f"Connection extra {key!r} must not be negative, got {value!r}.")
+        raise HubSpotExportRequestError(
+            f"Connection extra {key!r} must not be negative, got {value!r}. Give 0 or more, or leave it "
+            f"empty for the default {default:g}."
+        )
     return number
 
 
@@ -89,7 +95,10 @@ def _flag(extras: dict[str, Any], key: str, default: bool) -> bool:
         return True
     if text in ("false", "0", "no"):
         return False
-    raise HubSpotExportRequestError(f"Connection extra {key!r} must be true or false, got {value!r}.")
+    raise HubSpotExportRequestError(
+        f"Connection extra {key!r} must be true or false, got {value!r}. Set one of those, or leave it "
+        f"empty for the default ({str(default).lower()})."
+    )
 
 
 def base_url_of(host: str | None, schema: str | None, port: int | None) -> str:
@@ -102,7 +111,11 @@ def base_url_of(host: str | None, schema: str | None, port: int | None) -> str:
     if port and not parts.port:
         netloc = f"{netloc}:{port}"
     url = f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
-    check_url_scheme(url, "The HubSpot connection's host")
+    check_url_scheme(
+        url,
+        "The HubSpot connection's host",
+        "Leave the host empty for https://api.hubapi.com, or give a URL like it.",
+    )
     return url
 
 
@@ -138,26 +151,30 @@ class HubSpotConnectionSettings:
         return [s for s in (self.access_token, self.client_secret, self.refresh_token) if s]
 
     @classmethod
-    def from_connection(cls, conn: Any, conn_id: str = "hubspot_default") -> HubSpotConnectionSettings:
-        extras = dict(conn.extra_dejson or {})
+    def from_connection(cls, conn: Any, conn_id: str | None = "hubspot_default") -> HubSpotConnectionSettings:
+        """``conn_id`` names the connection in error messages; None says "This connection" (the
+        API server tests a form under a random id of its own, which would only confuse)."""
+        # A saved connection form writes every field it has, empty ones as null or "": absent.
+        extras = {k: v for k, v in dict(conn.extra_dejson or {}).items() if v is not None and v != ""}
+        who = "This connection" if conn_id is None else f"Connection {conn_id!r}"
         api_version = str(extras.get("api_version") or DEFAULT_API_VERSION)
         if api_version not in API_VERSIONS:
             raise HubSpotExportRequestError(
-                f"Connection {conn_id!r}: extra 'api_version' must be one of {', '.join(API_VERSIONS)}; "
-                f"got {api_version!r}."
+                f"{who}: extra 'api_version' must be one of {', '.join(API_VERSIONS)}; "
+                f"got {api_version!r}. Leave it empty for {DEFAULT_API_VERSION}."
             )
         oauth_parts = {k: extras.get(k) or None for k in ("client_id", "client_secret", "refresh_token")}
         given = [k for k, v in oauth_parts.items() if v]
         if given and len(given) != 3:
             missing = sorted(set(oauth_parts) - set(given))
             raise HubSpotExportRequestError(
-                f"Connection {conn_id!r}: OAuth refresh needs client_id, client_secret and refresh_token "
+                f"{who}: OAuth refresh needs client_id, client_secret and refresh_token "
                 f"in the extras; {', '.join(missing)} missing. Remove all three to use a private app token."
             )
         token = conn.password or None
         if not token and not given:
             raise HubSpotExportRequestError(
-                f"Connection {conn_id!r} has no credentials: put a private app access token in the "
+                f"{who} has no credentials: put a Service Key or a private app access token in the "
                 "password field ('Access token'), or client_id, client_secret and refresh_token in the extras."
             )
         backoff = _number(extras, "retry_backoff_seconds", RetryPolicy.backoff_initial)

@@ -109,8 +109,8 @@ class HubSpotHook(HttpHook):
     def __init__(self, hubspot_conn_id: str = default_conn_name, method: str = "GET", **kwargs: Any) -> None:
         if kwargs.get("auth_type") is not None:
             raise HubSpotExportRequestError(
-                "HubSpotHook takes no auth_type: it authenticates with the connection's access token "
-                "(or OAuth refresh) as a Bearer header."
+                "HubSpotHook takes no auth_type: remove it; the hook authenticates with the connection's "
+                "access token (or OAuth refresh) as a Bearer header."
             )
         super().__init__(method=method, http_conn_id=hubspot_conn_id, **kwargs)
         self.hubspot_conn_id = hubspot_conn_id
@@ -439,6 +439,12 @@ class HubSpotHook(HttpHook):
         The UI's Test button should answer in seconds: this one call has a short retry budget of
         its own, and the hook's settings are left as they were.
         """
+        try:  # first the form's fields, named as the form the user sees (not the server's random id)
+            HubSpotConnectionSettings.from_connection(self.get_connection(self.hubspot_conn_id), None)
+        except HubSpotExportRequestError as err:
+            return False, str(err)
+        except Exception as err:
+            return False, f"{type(err).__name__}: {err}"
         try:
             self.call(
                 status_request(self.settings.api_version, PROBE_TASK_ID),
