@@ -50,7 +50,8 @@ def _export_base(api_version: str) -> str:
     if api_version in API_VERSIONS:
         return f"/crm/exports/{api_version}/export"
     raise HubSpotExportRequestError(
-        f"Connection extra 'api_version' must be one of {', '.join(API_VERSIONS)}; got {api_version!r}."
+        f"Connection extra 'api_version' must be one of {', '.join(API_VERSIONS)}; got {api_version!r}. "
+        "Leave it empty for v3."
     )
 
 

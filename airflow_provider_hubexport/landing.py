@@ -75,7 +75,9 @@ def renamed(names: list[str], stem: str | None) -> list[str]:
         os.path.splitext(stem)[0] if os.path.splitext(stem)[1] in _EXTENSIONS.values() else stem
     )
     if not base:
-        raise HubSpotExportRequestError(f"filename {stem!r} is not a usable file name.")
+        raise HubSpotExportRequestError(
+            f"filename {stem!r} is not a usable file name: use letters, digits, '-' or '_', such as 'contacts'."
+        )
     if len(names) == 1:
         return [base + os.path.splitext(names[0])[1]]
     return [f"{base}-{i}{os.path.splitext(n)[1]}" for i, n in enumerate(names, 1)]

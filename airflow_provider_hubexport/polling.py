@@ -42,12 +42,17 @@ class PollSchedule:
 
     def __post_init__(self) -> None:
         if self.initial < 0:
-            raise ValueError(f"poke_interval must not be negative, got {self.initial}")
+            raise ValueError(
+                f"poke_interval must not be negative, got {self.initial}: give seconds, 0 or more."
+            )
         if self.factor < 1:
-            raise ValueError(f"backoff_factor must be at least 1, got {self.factor}")
+            raise ValueError(
+                f"backoff_factor must be at least 1, got {self.factor}: 1 polls at a steady interval, 2 doubles it."
+            )
         if self.maximum < self.initial:
             raise ValueError(
-                f"max_poke_interval ({self.maximum}) must be at least poke_interval ({self.initial})"
+                f"max_poke_interval ({self.maximum}) must be at least poke_interval ({self.initial}): raise "
+                "max_poke_interval or lower poke_interval."
             )
 
     def interval(self, n: int) -> float:

@@ -29,7 +29,17 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    params={"list_id": Param("42", type="string", description="The HubSpot list to export")},
+    # A schema, so the trigger form (and the REST API) refuses a list id that is not one before a run
+    # starts; the operator would refuse it too, but only after the run began.
+    params={
+        "list_id": Param(
+            "42",
+            type="string",
+            pattern="^[0-9]{1,19}$",
+            title="List id",
+            description="The HubSpot list to export: the number at the end of the list's address in HubSpot",
+        )
+    },
     tags=["hubspot", "example"],
     doc_md=__doc__,
 ) as dag:

@@ -42,7 +42,10 @@ def endpoint_path(endpoint: str | None) -> str:
             "not a URL: the hook sends the HubSpot token with every call."
         )
     if any(ord(c) < 0x21 or c == "\x7f" for c in text):
-        raise HubSpotExportRequestError("The endpoint must not contain spaces or control characters.")
+        raise HubSpotExportRequestError(
+            "The endpoint must not contain spaces or control characters: pass query values as data= "
+            "(a dict), which the hook encodes."
+        )
     return text if text.startswith("/") else "/" + text
 
 
@@ -62,8 +65,8 @@ def endpoint_request(
         raise HubSpotExportRequestError(f"HTTP method must be one of {', '.join(METHODS)}; got {method!r}.")
     if extra_options:
         raise HubSpotExportRequestError(
-            f"{_HOW} takes no extra_options ({', '.join(sorted(extra_options))}): timeouts, retries, "
-            "redirects (never followed) and TLS come from the HubSpot connection."
+            f"{_HOW} takes no extra_options ({', '.join(sorted(extra_options))}): drop them; timeouts, "
+            "retries, redirects (never followed) and TLS come from the HubSpot connection."
         )
     if request_kwargs:
         raise HubSpotExportRequestError(
@@ -76,7 +79,8 @@ def endpoint_request(
         if verb in ("GET", "HEAD", "DELETE", "OPTIONS"):
             if not isinstance(data, Mapping):
                 raise HubSpotExportRequestError(
-                    f"data for a {verb} is its query: a dict, got {type(data).__name__}."
+                    f"data for a {verb} is its query: pass a dict such as {{'limit': 10}}, got "
+                    f"{type(data).__name__}."
                 )
             path += ("&" if "?" in path else "?") + urlencode(data, doseq=True)
         elif body is not None:
@@ -86,7 +90,8 @@ def endpoint_request(
                 body = json.loads(data)
             except ValueError:
                 raise HubSpotExportRequestError(
-                    "data given as a string must be JSON: HubSpot's APIs take JSON bodies."
+                    "data given as a string must be JSON (HubSpot's APIs take JSON bodies): pass a dict "
+                    "as json= instead."
                 ) from None
         else:
             body = data
@@ -94,7 +99,8 @@ def endpoint_request(
     reserved = [k for k in own_headers if k.lower() in _RESERVED_HEADERS]
     if reserved:
         raise HubSpotExportRequestError(
-            f"{_HOW} sets {', '.join(reserved)} itself: the token comes from the HubSpot connection."
+            f"{_HOW} sets {', '.join(reserved)} itself: drop the header; the token comes from the "
+            "HubSpot connection."
         )
     return EndpointRequest(
         verb,

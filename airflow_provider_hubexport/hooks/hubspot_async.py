@@ -226,8 +226,8 @@ class HubSpotAsyncHook(HttpAsyncHook):
     ) -> None:
         if kwargs.pop("auth_type", None) is not None:
             raise HubSpotExportRequestError(
-                "HubSpotAsyncHook takes no auth_type: it authenticates with the connection's access "
-                "token (or OAuth refresh) as a Bearer header."
+                "HubSpotAsyncHook takes no auth_type: remove it; the hook authenticates with the "
+                "connection's access token (or OAuth refresh) as a Bearer header."
             )
         super().__init__(method=method, http_conn_id=hubspot_conn_id, **kwargs)
         self.hubspot_conn_id = hubspot_conn_id

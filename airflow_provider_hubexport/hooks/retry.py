@@ -71,9 +71,13 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("retry max_attempts must be at least 1")
+            raise ValueError(
+                f"retry max_attempts must be at least 1 (1 means no retry), got {self.max_attempts}."
+            )
         if self.max_seconds < 0:
-            raise ValueError("retry max_seconds must not be negative")
+            raise ValueError(
+                f"retry max_seconds must not be negative (0 means no retry), got {self.max_seconds}."
+            )
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         return self._wait_with(

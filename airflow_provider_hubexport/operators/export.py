@@ -62,7 +62,11 @@ def build_export_request(
         )
     request = dict(export_request or {})
     search = dict(request.get("publicCrmSearchRequest") or {})
-    for table, target in ((REQUEST_FIELDS, request), (SEARCH_FIELDS, search)):
+    keywords: dict[str, str] = {}
+    for table, target, prefix in (
+        (REQUEST_FIELDS, request, ""),
+        (SEARCH_FIELDS, search, "publicCrmSearchRequest."),
+    ):
         for keyword, wire in table.items():
             value = fields.get(keyword)
             if value is None:
@@ -72,12 +76,13 @@ def build_export_request(
                     f"{keyword}={value!r} conflicts with export_request's {wire}={target[wire]!r}: give it once."
                 )
             target[wire] = value
+            keywords[prefix + wire] = keyword
     if search:
         request["publicCrmSearchRequest"] = search
     for wire, default in REQUEST_DEFAULTS.items():
         request.setdefault(wire, default)
     request.setdefault("exportName", default_name[:200])
-    return validate_export_request(request)
+    return validate_export_request(request, keywords)
 
 
 class ReportsLineage:

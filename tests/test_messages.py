@@ -1,0 +1,357 @@
+"""Every message the provider gives for input a user got wrong names the field and a fix that fits it.
+
+The table below triggers each such refusal once; the last test reads the package's source and fails
+when a new refusal (``raise HubSpotExportRequestError`` or ``raise ValueError``) has no row here, so
+no message escapes the check.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import traceback
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import airflow_provider_hubexport
+from airflow_provider_hubexport.exceptions import HubSpotExportRequestError
+
+PACKAGE = Path(airflow_provider_hubexport.__file__).parent
+CONTACTS = {"exportType": "VIEW", "format": "CSV", "objectType": "CONTACT", "objectProperties": ["email"]}
+FILTER = {"propertyName": "email", "operator": "HAS_PROPERTY"}
+
+
+def _request(**changes):
+    return {**CONTACTS, **changes}
+
+
+def _validate_request(request):
+    from airflow_provider_hubexport.validation import validate_export_request
+
+    validate_export_request(request)
+
+
+def _validate(**changes):
+    _validate_request(_request(**changes))
+
+
+def _search(search):
+    _validate(publicCrmSearchRequest=search)
+
+
+def _build(export_request=None, **fields):
+    from airflow_provider_hubexport.operators.export import build_export_request
+
+    build_export_request(
+        export_request, {"object_type": "CONTACT", "object_properties": ["email"], **fields}, "x"
+    )
+
+
+def _settings(conn_id="hubspot_x", password="pat-na1-token", host=None, **extra):
+    from airflow.sdk import Connection
+
+    from airflow_provider_hubexport.hooks.connection import HubSpotConnectionSettings
+
+    conn = Connection(
+        conn_id=conn_id,
+        conn_type="hubspot",
+        host=host,
+        password=password,
+        extra=json.dumps(extra) if extra else None,
+    )
+    HubSpotConnectionSettings.from_connection(conn, conn_id)
+
+
+def _endpoint(endpoint="/crm/v3/objects/contacts", method="GET", **kwargs):
+    from airflow_provider_hubexport.hooks.endpoint import endpoint_request
+
+    endpoint_request(endpoint, method, **kwargs)
+
+
+def _destination(destination, conn_id=None):
+    from airflow_provider_hubexport.landing import Destination
+
+    return Destination(destination, conn_id)
+
+
+def _unwritable(tmp_path, monkeypatch):
+    # As root every directory is writable, so the refusal an ordinary user meets is simulated.
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    _destination(str(tmp_path)).prepare("1")
+
+
+def _uncreatable(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("x")
+    _destination(str(tmp_path / "a-file" / "sub")).prepare("1")
+
+
+def _land_over(tmp_path, monkeypatch):
+    from airflow_provider_hubexport.landing import StagedFile
+
+    (tmp_path / "contacts.csv").write_text("old")
+    staged = tmp_path / "staged.part"
+    staged.write_text("new")
+    _destination(str(tmp_path)).land(StagedFile(str(staged), 3, "0" * 64), ["contacts.csv"], overwrite=False)
+
+
+def _extract_over(tmp_path, monkeypatch):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "contacts-1.csv").write_text("old")
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("contacts-1.csv", "email\n")
+        zf.writestr("contacts-2.csv", "email\n")
+    _destination(str(tmp_path / "out")).extract(str(archive), "1", overwrite=False)
+
+
+def _renamed(stem):
+    from airflow_provider_hubexport.landing import renamed
+
+    renamed(["hubspot.csv"], stem)
+
+
+def _schedule(*args):
+    from airflow_provider_hubexport.polling import PollSchedule
+
+    PollSchedule(*args)
+
+
+def _retry(**kwargs):
+    from airflow_provider_hubexport.hooks.retry import RetryPolicy
+
+    RetryPolicy(**kwargs)
+
+
+def _validate_id(value, field):
+    from airflow_provider_hubexport.validation import validate_id
+
+    validate_id(value, field)
+
+
+def _hook(**kwargs):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    HubSpotHook(**kwargs)
+
+
+def _async_hook(**kwargs):
+    from airflow_provider_hubexport.hooks.hubspot_async import HubSpotAsyncHook
+
+    HubSpotAsyncHook(**kwargs)
+
+
+def _get_conn_with_headers(tmp_path, monkeypatch):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    HubSpotHook.get_conn(HubSpotHook(), headers={"X-A": "1"})
+
+
+def _api_version():
+    from airflow_provider_hubexport.api import status_request
+
+    status_request("v9", "1")
+
+
+def _unknown_store_connection():
+    from airflow_provider_hubexport.object_store import check_connection
+
+    check_connection("aws_nope", "s3://bucket/x")
+
+
+# (id, what triggers it, the field the message must name, a regex for the fix it must give)
+CASES = [
+    # ids: the advice follows the kind of id
+    (
+        "export_task_id-none",
+        lambda: _validate_id(None, "export_task_id"),
+        "export_task_id",
+        r"start task's XCom",
+    ),
+    ("export_id-type", lambda: _validate_id(1.5, "export_id"), "export_id", r"start task's XCom"),
+    ("export_task_id-text", lambda: _validate_id("abc", "export_task_id"), "export_task_id", r"XCom value"),
+    ("listId-text", lambda: _validate(exportType="LIST", listId="abc"), "'listId'", r"list's address"),
+    ("list_id-keyword", lambda: _build(export_type="LIST", list_id="abc"), "list_id", r"list's address"),
+    ("listId-missing", lambda: _validate(exportType="LIST"), "'listId'", r"list_id"),
+    # the export request
+    ("request-type", lambda: _validate_request("x"), "export request", r"dict in HubSpot's camelCase shape"),
+    ("format", lambda: _validate(format="PDF"), "'format'", r"one of CSV, XLS, XLSX"),
+    ("file_format-keyword", lambda: _build(file_format="PDF"), "file_format", r"one of CSV, XLS, XLSX"),
+    ("objectType", lambda: _validate(objectType=""), "'objectType'", r"such as CONTACT"),
+    ("objectProperties", lambda: _validate(objectProperties=[]), "'objectProperties'", r"\['email'"),
+    ("exportName", lambda: _validate(exportName=3), "'exportName'", r"such as 'daily contacts'"),
+    ("search-type", lambda: _search([]), "publicCrmSearchRequest", r"such as \{'filterGroups'"),
+    ("filters-type", lambda: _search({"filters": {}}), "publicCrmSearchRequest.filters", r"such as \[\{"),
+    ("filters-keyword", lambda: _build(filters={}), "filters must", r"such as \[\{"),
+    ("filter-type", lambda: _search({"filters": ["email"]}), "filters[0]", r"such as \{'propertyName'"),
+    ("propertyName", lambda: _search({"filters": [{"operator": "EQ"}]}), "propertyName", r"such as 'email'"),
+    ("operator", lambda: _search({"filters": [{**FILTER, "operator": "LIKE"}]}), "operator", r"one of EQ"),
+    ("filterGroups-type", lambda: _search({"filterGroups": {}}), "filterGroups", r"list of groups such as"),
+    ("filter_groups-keyword", lambda: _build(filter_groups={}), "filter_groups", r"list of groups such as"),
+    (
+        "filterGroups-many",
+        lambda: _search({"filterGroups": [{"filters": [FILTER]}] * 6}),
+        "filterGroups",
+        r"merge groups",
+    ),
+    ("filterGroup-type", lambda: _search({"filterGroups": ["x"]}), "filterGroups[0]", r"such as \{'filters'"),
+    (
+        "filterGroup-many",
+        lambda: _search({"filterGroups": [{"filters": [FILTER] * 7}]}),
+        "filterGroups[0]",
+        r"another group",
+    ),
+    (
+        "filters-total",
+        lambda: _search({"filterGroups": [{"filters": [FILTER] * 6}] * 4}),
+        "publicCrmSearchRequest",
+        r"drop some",
+    ),
+    ("export_request-type", lambda: _build(export_request="x"), "export_request", r"must be a dict"),
+    (
+        "keyword-conflict",
+        lambda: _build(export_request={"objectType": "DEAL"}),
+        "object_type=",
+        r"give it once",
+    ),
+    # the connection
+    ("host-scheme", lambda: _settings(host="ftp://example.com"), "host", r"Leave the host empty"),
+    ("host-plain-http", lambda: _settings(host="http://example.com"), "plain http", r"Use https"),
+    ("extra-number", lambda: _settings(retry_max_attempts="many"), "'retry_max_attempts'", r"such as 6"),
+    ("extra-negative", lambda: _settings(read_timeout=-1), "'read_timeout'", r"0 or more"),
+    ("portal_id", lambda: _settings(portal_id="my portal"), "'portal_id'", r"account menu"),
+    (
+        "extra-flag",
+        lambda: _settings(resend_uncertain_start="maybe"),
+        "'resend_uncertain_start'",
+        r"true or false.*default \(true\)",
+    ),
+    ("api_version", lambda: _settings(api_version="v4"), "'api_version'", r"Leave it empty for v3"),
+    (
+        "oauth-partial",
+        lambda: _settings(client_id="id"),
+        "client_secret, refresh_token",
+        r"Remove all three to use a private app token",
+    ),
+    ("no-credentials", lambda: _settings(password=None), "password field", r"put a Service Key"),
+    ("api_version-request", _api_version, "'api_version'", r"Leave it empty for v3"),
+    # the hooks and run()
+    ("hook-auth_type", lambda: _hook(auth_type=object), "auth_type", r"remove it"),
+    ("async-hook-auth_type", lambda: _async_hook(auth_type=object), "auth_type", r"remove it"),
+    ("endpoint-empty", lambda: _endpoint(""), "endpoint", r"for example '/crm/v3/objects/contacts'"),
+    ("endpoint-url", lambda: _endpoint("https://evil.example/x"), "endpoint", r"a path on the connection's"),
+    ("endpoint-space", lambda: _endpoint("/crm/v3/objects/contacts?q=a b"), "endpoint", r"as data="),
+    ("method", lambda: _endpoint(method="FETCH"), "HTTP method", r"one of GET"),
+    ("extra_options", lambda: _endpoint(extra_options={"timeout": 1}), "extra_options", r"drop them"),
+    ("request-kwargs", lambda: _endpoint(request_kwargs={"params": {}}), "params", r"as data= or json="),
+    ("query-type", lambda: _endpoint(data="limit=10"), "data", r"pass a dict such as"),
+    (
+        "data-and-json",
+        lambda: _endpoint(method="POST", data={"a": 1}, json_body={"a": 1}),
+        "data=",
+        r"not both",
+    ),
+    ("data-not-json", lambda: _endpoint(method="POST", data="a=1"), "data", r"pass a dict as json="),
+    (
+        "reserved-header",
+        lambda: _endpoint(headers={"Authorization": "Bearer x"}),
+        "Authorization",
+        r"drop the header",
+    ),
+    # where files land
+    ("destination-empty", lambda: _destination(" "), "destination", r"such as s3://bucket/path"),
+    (
+        "destination_conn_id-local",
+        lambda: _destination("/tmp/x", "aws_a"),
+        "destination_conn_id",
+        r"drop destination_conn_id",
+    ),
+    (
+        "destination_conn_id-twice",
+        lambda: _destination("s3://aws_a@bucket/x", "aws_b"),
+        "destination_conn_id",
+        r"give the connection in one place",
+    ),
+    (
+        "destination_conn_id-unknown",
+        _unknown_store_connection,
+        "destination_conn_id 'aws_nope'",
+        r"create it",
+    ),
+    ("destination-uncreatable", _uncreatable, "destination", r"choose a writable directory"),
+    ("destination-unwritable", _unwritable, "destination", r"fix its permissions"),
+    ("overwrite-file", _land_over, "overwrite=False", r"pass overwrite=True"),
+    ("overwrite-members", _extract_over, "overwrite=False", r"pass overwrite=True"),
+    ("filename-path", lambda: _renamed("../x"), "filename", r"such as 'contacts'"),
+    ("filename-unusable", lambda: _renamed(". .csv"), "filename", r"such as 'contacts'"),
+    # waiting and retrying
+    ("get_conn-headers", _get_conn_with_headers, "headers", r"pass headers to run\(\)"),
+    ("poke_interval", lambda: _schedule(-1), "poke_interval", r"0 or more"),
+    ("backoff_factor", lambda: _schedule(5, 0.5), "backoff_factor", r"2 doubles it"),
+    ("max_poke_interval", lambda: _schedule(60, 2, 5), "max_poke_interval", r"raise max_poke_interval"),
+    ("retry-attempts", lambda: _retry(max_attempts=0), "max_attempts", r"1 means no retry"),
+    ("retry-seconds", lambda: _retry(max_seconds=-1), "max_seconds", r"0 means no retry"),
+]
+
+
+def _raise_site(err: BaseException) -> tuple[str, int]:
+    """Where in the package the error was raised: the innermost frame in one of its files."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith(str(PACKAGE))]
+    assert frames, f"{err!r} was not raised by the package"
+    return os.path.relpath(frames[-1].filename, PACKAGE), frames[-1].lineno
+
+
+def _call(trigger, tmp_path, monkeypatch):
+    import inspect
+
+    params = inspect.signature(trigger).parameters
+    return trigger(tmp_path, monkeypatch) if params else trigger()
+
+
+@pytest.mark.parametrize(("trigger", "field", "fix"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_refusal_names_its_field_and_a_fitting_fix(trigger, field, fix, tmp_path, monkeypatch, airflow_db):
+    with pytest.raises((HubSpotExportRequestError, ValueError)) as caught:
+        _call(trigger, tmp_path, monkeypatch)
+    message = str(caught.value)
+    assert field in message, f"the message does not name {field!r}: {message}"
+    assert re.search(fix, message), f"the message gives no fix matching {fix!r}: {message}"
+    if "XCom" in message:  # export-id advice only where an export id was asked for
+        assert re.search(r"\bexport_(task_)?id\b", message), message
+
+
+def _refusal_sites() -> set[tuple[str, range]]:
+    sites = set()
+    for path in PACKAGE.rglob("*.py"):
+        rel = os.path.relpath(path, PACKAGE)
+        if rel.startswith("sandbox" + os.sep):
+            continue  # the sandbox plays HubSpot; its refusals are HubSpot's, tested in test_sandbox
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                name = getattr(node.exc.func, "id", None)
+                if name in ("HubSpotExportRequestError", "ValueError"):
+                    sites.add((rel, range(node.lineno, (node.end_lineno or node.lineno) + 1)))
+    return sites
+
+
+def test_every_refusal_in_the_package_is_in_the_table(tmp_path, monkeypatch, airflow_db):
+    seen = set()
+    for _id, trigger, *_ in CASES:
+        with pytest.raises((HubSpotExportRequestError, ValueError)) as caught:
+            _call(trigger, _fresh(tmp_path, _id), monkeypatch)
+        seen.add(_raise_site(caught.value))
+        monkeypatch.undo()
+    missing = sorted(
+        f"{rel}:{lines.start}"
+        for rel, lines in _refusal_sites()
+        if not any(s[0] == rel and s[1] in lines for s in seen)
+    )
+    assert not missing, f"refusals with no row in CASES: {missing}"
+
+
+def _fresh(root: Path, name: str) -> Path:
+    path = root / name
+    path.mkdir()
+    return path
