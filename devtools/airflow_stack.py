@@ -234,6 +234,12 @@ class AirflowStack:
 
         return self.wait_until(f"run {run_id} of {dag_id}", finished, timeout, every=1.0), seen
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """A task try's log as the UI shows it (one JSON line per event)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        content = self.api("GET", path, params={"full_content": "true"})["content"]
+        return "\n".join(json.dumps(line) if not isinstance(line, str) else line for line in content)
+
     def failure_report(self, dag_id: str, run_ids: list[str], *, runs: int = 2, lines: int = 30) -> str:
         """Why runs failed: each task's state and the end of its log, for the first few failed runs
         (an assertion on counts alone says nothing a CI reader can act on)."""
@@ -241,12 +247,8 @@ class AirflowStack:
         for run_id in [r for r in run_ids if self.run_state(dag_id, r) == "failed"][:runs]:
             tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
             for ti in tis:
-                path = (
-                    f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}"
-                )
                 try:
-                    content = self.api("GET", path, params={"full_content": "true"})["content"]
-                    text = [json.dumps(line) if not isinstance(line, str) else line for line in content]
+                    text = self.task_log(dag_id, run_id, ti["task_id"], ti["try_number"]).splitlines()
                 except Exception as err:  # noqa: BLE001 - the report must not hide the failure
                     text = [f"(no log: {err})"]
                 report.append(f"--- {run_id} {ti['task_id']} {ti['state']} try {ti['try_number']}")
