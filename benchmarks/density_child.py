@@ -24,7 +24,7 @@ from typing import Any
 
 from benchmarks import procstat
 
-IMPLS = ("ours", "ours-cache", "ours-file", "http", "floor")
+IMPLS = ("ours", "ours-cache", "ours-file", "ours-gc-frozen", "http", "floor")
 HTTP_CONN_ID = "hubspot_http"  # an ``http`` connection to the sandbox, Authorization in its extras
 POLL_INTERVAL = 1.0
 MAX_POLLS = 600  # the floor loop's bound; the triggers are bounded by the overall timeout
@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ids: list[str] = json.loads(sys.stdin.readline())
 
     gc.collect()
+    if os.environ.get("BENCH_GC_FREEZE"):  # diagnostic variant: full collections skip the imports' objects
+        gc.freeze()
     procstat.reset_peak_rss()
     rss_before = procstat.rss_bytes()
     cpu_before = procstat.cpu_seconds()
