@@ -149,3 +149,27 @@ async def test_the_first_poll_is_one_interval_after_the_task_checked_not_after_p
     trigger = HubSpotExportTrigger(export_task_id=task_id, poll_interval=3600, started_at=time.time() - 3600)
     event = await asyncio.wait_for(_event(trigger), timeout=60)
     assert event["status"] == "success" and len(sandbox.api_requests(f"/tasks/{task_id}/status")) == 1
+
+
+async def test_a_finished_wait_gives_its_session_back_without_scheduling_anything(sandbox, start):
+    # A triggerer finishing hundreds of waits in a second should not queue a task for each of them
+    # on the loop they share: only the last user of the session awaits its close.
+    first, second = start(pending_polls=0, processing_polls=0), start(pending_polls=0, processing_polls=0)
+    created: list[object] = []
+    loop = asyncio.get_running_loop()
+    factory = loop.get_task_factory()
+
+    def counting(loop, coro, **kwargs):
+        created.append(coro)
+        return factory(loop, coro, **kwargs) if factory else asyncio.Task(coro, loop=loop, **kwargs)
+
+    async with hubspot_async.HubSpotAsyncHook() as keeper:  # another wait still holds the session
+        session = keeper.http_session
+        loop.set_task_factory(counting)
+        try:
+            assert (await _event(_wait(first)))["status"] == "success"
+        finally:
+            loop.set_task_factory(factory)
+        assert created == [] and not session.closed
+    assert session.closed  # the last user closed it
+    assert (await _event(_wait(second)))["status"] == "success"  # and a new wait opens a new one

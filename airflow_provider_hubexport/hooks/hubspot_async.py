@@ -76,16 +76,19 @@ class _SharedSession:
         return shared.session
 
     @classmethod
-    async def release(cls, session: aiohttp.ClientSession) -> None:
+    def release(cls, session: aiohttp.ClientSession) -> aiohttp.ClientSession | None:
+        """Give a session back; the session to close if this was its last user. Synchronous, so a
+        cancellation cannot come between the count and the close, and a finished wait schedules
+        nothing on a busy loop but the last one's close."""
         loop = asyncio.get_running_loop()
         shared = cls._by_loop.get(loop)
         if shared is None or shared.session is not session:
-            await session.close()
-            return
+            return session
         shared.users -= 1
-        if shared.users <= 0:
-            del cls._by_loop[loop]
-            await session.close()
+        if shared.users > 0:
+            return None
+        del cls._by_loop[loop]
+        return session
 
 
 SETTINGS_TTL = 300.0  # seconds: a rotated token or changed extra reaches running waits within this
@@ -258,11 +261,12 @@ class HubSpotAsyncHook(HttpAsyncHook):
             await self.close()
 
     async def close(self) -> None:
-        # Shielded: a cancelled trigger must still give its session back.
         self._users = 0
         if self.http_session is not None:
             session, self.http_session = self.http_session, None
-            await asyncio.shield(_SharedSession.release(session))
+            unused = _SharedSession.release(session)
+            if unused is not None:  # shielded: a cancelled trigger still closes what nobody uses
+                await asyncio.shield(unused.close())
 
     # -- what HttpAsyncHook offers that cannot be made safe ----------------------------------------
     async def config(self) -> Any:
