@@ -50,3 +50,11 @@ def protocol_channel() -> TextIO:
     channel = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     return channel
+
+
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave to others while this VM's CPUs wanted it (all CPUs, since
+    boot): a figure that grows during a run was slowed by the host, not by the code measured."""
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()  # cpu user nice system idle iowait irq softirq steal ...
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
