@@ -19,7 +19,7 @@ BENCHMARKS = ("density", "download", "economy", "imports", "demo")
 
 
 def plan(quick: bool) -> dict[str, Callable[[str], Section]]:
-    """What each benchmark runs, sized for the mode. The full run takes about 12-13 minutes on 2
+    """What each benchmark runs, sized for the mode. The full run takes about 20 minutes on 2
     cores; a wait that misses its deadline is measured once (see density)."""
     if quick:
         return {

@@ -64,6 +64,11 @@ class Download:
     rss_before: int | None = None
     again_s: float | None = None  # the same download again in the same process (diagnostic)
     again_cpu_s: float | None = None
+    # Where the CPU went: user (the Python loop, the hash) against system (the kernel: socket, page cache).
+    user_s: float | None = None
+    system_s: float | None = None
+    again_user_s: float | None = None
+    again_system_s: float | None = None
 
     @property
     def mb_s(self) -> float:
@@ -82,7 +87,7 @@ def _curl(sandbox: SandboxProcess, url: str, dest: str, expected: int, work: str
     """``curl -o``, its peak RSS read by GNU time (``wait4`` on a child of ours would count the
     memory it had before exec, ours)."""
     rss_file = os.path.join(work, "curl-rss")
-    timer = [TIME, "-f", "%M", "-o", rss_file] if os.path.exists(TIME) else []
+    timer = [TIME, "-f", "%M %U %S", "-o", rss_file] if os.path.exists(TIME) else []
     os.sync()  # no run pays for the previous one's writeback
     cpu_before = sandbox.cpu_seconds()
     started = time.perf_counter()
@@ -92,11 +97,12 @@ def _curl(sandbox: SandboxProcess, url: str, dest: str, expected: int, work: str
     if code != 0 or size != expected:
         raise RuntimeError(f"curl exited with {code} after {size} of {expected} bytes")
     os.remove(dest)
-    peak = 0
+    peak, user, system = 0, None, None
     if timer:
         with open(rss_file) as fh:
-            peak = int(fh.read().split()[-1]) * 1024
-    return Download(seconds, size, peak, sandbox.cpu_seconds() - cpu_before)
+            kib, user_text, system_text = fh.read().split()[-3:]
+        peak, user, system = int(kib) * 1024, float(user_text), float(system_text)
+    return Download(seconds, size, peak, sandbox.cpu_seconds() - cpu_before, user_s=user, system_s=system)
 
 
 def _hook(
@@ -120,6 +126,10 @@ def _hook(
         r["rss_before"],
         r.get("again_seconds"),
         r.get("again_cpu_s"),
+        r["usage"]["user_s"],
+        r["usage"]["system_s"],
+        r.get("again_usage", {}).get("user_s"),
+        r.get("again_usage", {}).get("system_s"),
     )
 
 
@@ -147,8 +157,13 @@ def page_reporting() -> str | None:
     return None
 
 
-def _warm_note(again_s: Stats | None, curl_s: Stats, again: list[Download]) -> str:
-    """What the second download in the same process says about the first one's time."""
+def _median(values: list[float | None]) -> float:
+    return stats([v for v in values if v is not None] or [0.0]).median
+
+
+def _warm_note(again_s: Stats | None, curl_s: Stats, again: list[Download], curl: list[Download]) -> str:
+    """What the second download in the same process says about the first one's time, and where
+    each one's CPU went (user: the Python loop and the hash; system: the kernel)."""
     if again_s is None:
         return ""
     r_again = ratio(again_s, curl_s) or 0.0
@@ -159,6 +174,19 @@ def _warm_note(again_s: Stats | None, curl_s: Stats, again: list[Download]) -> s
         f"{again_s.median:.2f} s ({show_ratio(r_again)} curl), with {cpu_again:.2f} s of CPU against the "
         f"first's {cpu_first:.2f} s: the code and the work are the same, the memory is not."
     )
+    if any(d.system_s is not None for d in again):
+        text += (
+            f" User CPU (the Python loop and the hash): first {_median([d.user_s for d in again]):.2f} s, "
+            f"again {_median([d.again_user_s for d in again]):.2f} s; system CPU (the kernel receiving the "
+            f"socket and filling the page cache): first {_median([d.system_s for d in again]):.2f} s, again "
+            f"{_median([d.again_system_s for d in again]):.2f} s"
+        )
+        if any(d.system_s is not None for d in curl):
+            text += (
+                f"; curl, user {_median([d.user_s for d in curl]):.2f} s, "
+                f"system {_median([d.system_s for d in curl]):.2f} s"
+            )
+        text += "."
     reporting = page_reporting()
     if reporting:
         text += (
@@ -329,7 +357,7 @@ def _tables(
                 f"{size / MIB:,.0f} MiB: ours took {show_ratio(r_time)} curl's time ({ours_tp.median:,.0f} against "
                 f"{curl_tp.median:,.0f} MB/s); `landing.check_zip` took {check:.2f} s; without the SHA-256 the "
                 f"same loop ran at {nohash_tp.median:,.0f} MB/s ({show_ratio(r_nohash)} curl)."
-                + _warm_note(again_s, curl_s, again)
+                + _warm_note(again_s, curl_s, again, curl)
             )
         add(
             f"  CPU of the downloading process (s), {size / MIB:,.0f} MiB",

@@ -77,7 +77,7 @@ def render(
         "",
         "Run it with `make bench`, or `.venv/bin/python -m benchmarks` from the repository root (add "
         "`--quick` for a smoke run of about two minutes, which writes `benchmarks/out/RESULTS-quick.md` "
-        "instead of this file). The full run takes about 12-13 minutes on 2 cores. Every server is "
+        "instead of this file). The full run takes about 20 minutes on 2 cores. Every server is "
         "started by the benchmark on 127.0.0.1; the sandbox always runs in its own process and its CPU "
         "time is reported beside the figures. Logs of the last run: `benchmarks/out/`.",
         "",
