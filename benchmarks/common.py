@@ -153,11 +153,16 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGINT, wait: fl
 
 
 def run_json_child(
-    args: list[str], *, env: dict[str, str], timeout: float, log: IO[str] | None = None
+    args: list[str],
+    *,
+    env: dict[str, str],
+    timeout: float,
+    log: IO[str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run ``python args...`` to the end; its last stdout line is a JSON object: return it."""
+    """Run ``[prefix...] python args...`` to the end; its last stdout line is a JSON object: return it."""
     proc = subprocess.Popen(
-        [PYTHON, *args],
+        [*prefix, PYTHON, *args],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -6,7 +6,9 @@ memory must not grow with the file: the hook streams to disk, then checks the le
 
 The sandbox (its own process) starts the export and writes its ZIP, of about the wanted size, at
 the first status call, before anything is timed. Each download of the hook is a fresh process (``download_child``); curl's peak RSS
-comes from ``wait4``.
+and CPU come from GNU time. Where ``perf`` can profile, one more (untimed) child of the largest size
+runs under ``perf record`` to weigh the kernel's copies of the bytes in its first download against
+the same download repeated in-process: a diagnostic for a miss, not a figure with a goal.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -133,6 +136,73 @@ def _hook(
     )
 
 
+# The kernel's copies of a download's bytes: socket -> our buffer, our buffer -> page cache. Names
+# vary by kernel version (copy_folio_from_iter_atomic, copy_page_from_iter_atomic, _copy_to_iter,
+# copy_user_generic, rep_movs_alternative, ...).
+KERNEL_COPY = re.compile(r"copy_\w*(iter|user)\w*|rep_movs\w*|_copy_to_iter")
+PERF_HZ = 4000
+
+
+@dataclass
+class KernelCopies:
+    """CPU seconds in the kernel's copy routines, from a ``perf`` profile of one download child."""
+
+    first_s: float
+    again_s: float
+    first_total_s: float
+    again_total_s: float
+
+
+def _perf_usable() -> bool:
+    perf = shutil.which("perf")
+    if not perf:
+        return False
+    probe = subprocess.run([perf, "stat", "-e", "cpu-clock", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+def _kernel_copies(
+    sandbox: SandboxProcess, task_id: str, dest_dir: str, home: str, work: str
+) -> KernelCopies | None:
+    """One more (untimed) download child under ``perf record``: how much of the first download's
+    and of its repeat's CPU went to the kernel copying the same bytes. Equal work, so a difference
+    is the memory those copies touch, not the code. None where perf cannot profile."""
+    if not _perf_usable():
+        return None
+    data = os.path.join(work, "download-perf.data")
+    env = child_env(home, AIRFLOW_CONN_HUBSPOT_DEFAULT=sandbox.connection(), BENCH_AGAIN="1")
+    os.sync()
+    with open(os.path.join(work, "download-perf.log"), "a") as log:
+        r = run_json_child(
+            ["-m", "benchmarks.download_child", task_id, dest_dir],
+            env=env,
+            timeout=900,
+            log=log,
+            prefix=["perf", "record", "-q", "-F", str(PERF_HZ), "-k", "CLOCK_MONOTONIC", "-o", data, "--"],
+        )
+        script = subprocess.run(
+            ["perf", "script", "-i", data, "-F", "time,ip,sym"], stdout=subprocess.PIPE, stderr=log, text=True
+        )
+    os.remove(data)
+    windows = r.get("windows")
+    if script.returncode != 0 or not windows:
+        return None
+    counts = [[0, 0], [0, 0]]  # [copy samples, all samples] for the first download, then the repeat
+    for line in script.stdout.splitlines():
+        stamp, _, symbol = line.strip().partition(":")
+        try:
+            t = float(stamp)
+        except ValueError:
+            continue
+        for i, (start, end) in enumerate((windows[0:2], windows[2:4])):
+            if start <= t <= end:
+                counts[i][1] += 1
+                counts[i][0] += bool(KERNEL_COPY.search(symbol))
+    return KernelCopies(
+        counts[0][0] / PERF_HZ, counts[1][0] / PERF_HZ, counts[0][1] / PERF_HZ, counts[1][1] / PERF_HZ
+    )
+
+
 def page_reporting() -> str | None:
     """Whether this (virtual) machine hands freed memory back to its host: virtio-balloon free page
     reporting (feature bit 5), in blocks of 2^order pages."""
@@ -161,7 +231,13 @@ def _median(values: list[float | None]) -> float:
     return stats([v for v in values if v is not None] or [0.0]).median
 
 
-def _warm_note(again_s: Stats | None, curl_s: Stats, again: list[Download], curl: list[Download]) -> str:
+def _warm_note(
+    again_s: Stats | None,
+    curl_s: Stats,
+    again: list[Download],
+    curl: list[Download],
+    kernel: KernelCopies | None,
+) -> str:
     """What the second download in the same process says about the first one's time, and where
     each one's CPU went (user: the Python loop and the hash; system: the kernel)."""
     if again_s is None:
@@ -187,6 +263,13 @@ def _warm_note(again_s: Stats | None, curl_s: Stats, again: list[Download], curl
                 f"system {_median([d.system_s for d in curl]):.2f} s"
             )
         text += "."
+    if kernel is not None and kernel.again_s > 0:
+        text += (
+            f" A profile (perf, {PERF_HZ:,} Hz, one more run) puts {kernel.first_s:.2f} s of the first "
+            f"download's {kernel.first_total_s:.2f} s of CPU in the kernel's copies of its bytes (socket to "
+            f"buffer, buffer to page cache) and {kernel.again_s:.2f} s of the repeat's {kernel.again_total_s:.2f} s: "
+            f"the same bytes copied {kernel.first_s / kernel.again_s:.1f}x slower the first time."
+        )
     reporting = page_reporting()
     if reporting:
         text += (
@@ -224,6 +307,7 @@ def run(sizes: list[tuple[int, int]], work: str) -> Section:
     log_path = f"{work}/download-children.log"
     runs: dict[tuple[int, str], list[Download]] = {}
     zips: dict[int, tuple[int, int, int]] = {}
+    kernel: dict[int, KernelCopies | None] = {}
     written: list[str] = []
     for size, repeats in sizes:
         rows = _rows_for(size, work)
@@ -263,9 +347,12 @@ def run(sizes: list[tuple[int, int]], work: str) -> Section:
                             if who == "curl"
                             else _hook(sandbox, task_id, dest_dir, home, log_path, hashing=who == "hook")
                         )
+                if size == sizes[-1][0]:
+                    progress(f"download: {size / MIB:,.0f} MiB once more under perf (diagnostic, untimed)")
+                    kernel[size] = _kernel_copies(sandbox, task_id, dest_dir, home, work)
             finally:
                 shutil.rmtree(workdir)
-    _tables(section, sizes, runs, zips)
+    _tables(section, sizes, runs, zips, kernel)
     section.notes.append(
         "The sandbox wrote each export through its own path (`sandbox/content.py`, `sandbox/zipping.py`: "
         "rows rendered a block at a time, deflated at level 1 on a thread per core), timed from the "
@@ -279,6 +366,7 @@ def _tables(
     sizes: list[tuple[int, int]],
     runs: dict[tuple[int, str], list[Download]],
     zips: dict[int, tuple[int, int, int]],
+    kernel: dict[int, KernelCopies | None],
 ) -> None:
     header = ["figure", "runs", "ours (download_export)", "curl -o", "ours / curl", "goal", "met"]
     rows = []
@@ -350,6 +438,20 @@ def _tables(
                 n,
                 2,
             )
+        copies = kernel.get(size)
+        if copies is not None:
+            rows.append(
+                [
+                    f"  kernel copy CPU (s), first download / the same again, perf at {PERF_HZ:,} Hz "
+                    f"(diagnostic), {size / MIB:,.0f} MiB",
+                    "1",
+                    f"{copies.first_s:.2f} / {copies.again_s:.2f}",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
         if not time_ok:
             check = stats(checks).median if checks else 0.0
             r_nohash = ratio(nohash_tp, curl_tp) or 0.0
@@ -357,7 +459,7 @@ def _tables(
                 f"{size / MIB:,.0f} MiB: ours took {show_ratio(r_time)} curl's time ({ours_tp.median:,.0f} against "
                 f"{curl_tp.median:,.0f} MB/s); `landing.check_zip` took {check:.2f} s; without the SHA-256 the "
                 f"same loop ran at {nohash_tp.median:,.0f} MB/s ({show_ratio(r_nohash)} curl)."
-                + _warm_note(again_s, curl_s, again, curl)
+                + _warm_note(again_s, curl_s, again, curl, kernel.get(size))
             )
         add(
             f"  CPU of the downloading process (s), {size / MIB:,.0f} MiB",
