@@ -30,7 +30,7 @@ def plan(quick: bool) -> dict[str, Callable[[str], Section]]:
             "demo": lambda work: demo.run(1, work),
         }
     return {
-        "density": lambda work: density.run([(1000, 5), (5000, 3)], work),
+        "density": lambda work: density.run([(1000, 5), (5000, 5)], work),
         "download": lambda work: download.run([(100 * MIB, 5), (1024 * MIB, 5)], work),
         "economy": economy.run,
         "imports": lambda work: imports.run(7, work),

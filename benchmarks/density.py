@@ -97,6 +97,8 @@ class Run:
             return self.sandbox_cpu
         if name == "gc_full":
             return c["gc2"]["count"]
+        if name == "gc_s":
+            return sum(c[f"gc{g}"]["total_s"] for g in (0, 1, 2))
         if name == "full_gc_ms":
             return c["full_gc_s"] * 1000
         return c[name]
@@ -112,13 +114,14 @@ FIGURES = [
     ("lateness_p99", "p99 lateness of the event (s)", 2, 1.5),
     ("gc_full", "full GC collections during the waits", 0, None),
     ("full_gc_ms", "one full GC collection, before the waits (ms)", 0, None),
+    ("gc_s", "time in the collector during the waits, all generations (s)", 2, None),
     ("stolen_s", "CPU time the host took from this VM meanwhile (s)", 2, None),
     ("sandbox_cpu_s", "sandbox CPU meanwhile (s)", 2, None),
 ]
 
 
 # Rows that say what the run met (the collector's work, the host's theft), shown without ratios.
-CONDITIONS = ("gc_full", "full_gc_ms", "stolen_s")
+CONDITIONS = ("gc_full", "full_gc_ms", "gc_s", "stolen_s")
 
 
 def measure(sandbox: SandboxProcess, impl: str, n: int, home: str, log_path: str) -> Run:
@@ -299,7 +302,51 @@ def _misses(section: Section, n: int, runs: dict[str, list[Run]], missed: list[s
         heap = _heap_note(runs) if any(m.startswith("p99 lateness") for m in missed) else ""
         if heap:
             text += " " + heap
+        text += _spread_note(runs, missed)
         section.misses.append(text)
+
+
+def _spread_note(runs: dict[str, list[Run]], missed: list[str]) -> str:
+    """The same per-poll code measured in the same run under the other conditions (secrets cache
+    on, logs to a file: neither changes a poll), and the CPU outside the collector: whether a miss
+    is the code's or the run's spread and the heap's."""
+    floor = runs["floor"]
+    text = ""
+    for key, label, _, goal in FIGURES:
+        name = label.split(" (")[0]
+        if goal is None or not any(m.startswith(name) for m in missed):
+            continue
+        variants = [
+            (v, ratio(_figure(runs[v], key), _figure(floor, key)))
+            for v in ("ours-cache", "ours-file")
+            if v in runs and _figure(runs[v], key) and _figure(floor, key)
+        ]
+        if variants:
+            text += (
+                f" {name}, the same code under the run's other conditions: "
+                + ", ".join(f"{NAMES[v]} {show_ratio(r)}" for v, r in variants)
+                + (
+                    " (within the goal: the miss is this run's spread)"
+                    if all(r is not None and r <= goal for _, r in variants)
+                    else ""
+                )
+                + "."
+            )
+    if any(m.startswith("CPU") for m in missed):
+        medians = {}
+        for impl in ("ours", "floor", "floor-airflow"):
+            cpu, gc_s = _figure(runs.get(impl, []), "cpu_s"), _figure(runs.get(impl, []), "gc_s")
+            if cpu and gc_s:
+                medians[impl] = (cpu.median, gc_s.median)
+        if "ours" in medians and "floor" in medians:
+            (cpu_o, gc_o), (cpu_f, gc_f) = medians["ours"], medians["floor"]
+            text += (
+                f" Time in the collector during the waits (medians): ours {gc_o:.2f} s, floor {gc_f:.2f} s"
+            )
+            if "floor-airflow" in medians:
+                text += f", floor in a process with ours' imports {medians['floor-airflow'][1]:.2f} s"
+            text += f"; CPU outside the collector, ours / floor = {(cpu_o - gc_o) / (cpu_f - gc_f):.2f}x."
+    return text
 
 
 def _heap_note(runs: dict[str, list[Run]]) -> str:
