@@ -154,8 +154,17 @@ class KernelCopies:
 
 
 def _perf_usable() -> bool:
+    """perf is there and may sample the kernel (root, or ``perf_event_paranoid`` <= 1): a profile
+    without kernel samples would read as no copying at all."""
     perf = shutil.which("perf")
     if not perf:
+        return False
+    try:
+        with open("/proc/sys/kernel/perf_event_paranoid") as fh:
+            paranoid = int(fh.read())
+    except (OSError, ValueError):
+        return False
+    if os.geteuid() != 0 and paranoid > 1:
         return False
     probe = subprocess.run([perf, "stat", "-e", "cpu-clock", "true"], capture_output=True)
     return probe.returncode == 0
@@ -173,19 +182,42 @@ def _kernel_copies(
     env = child_env(home, AIRFLOW_CONN_HUBSPOT_DEFAULT=sandbox.connection(), BENCH_AGAIN="1")
     os.sync()
     with open(os.path.join(work, "download-perf.log"), "a") as log:
-        r = run_json_child(
-            ["-m", "benchmarks.download_child", task_id, dest_dir],
-            env=env,
-            timeout=900,
-            log=log,
-            prefix=["perf", "record", "-q", "-F", str(PERF_HZ), "-k", "CLOCK_MONOTONIC", "-o", data, "--"],
+        try:  # a diagnostic: perf failing here must not cost the run its figures
+            r = run_json_child(
+                ["-m", "benchmarks.download_child", task_id, dest_dir],
+                env=env,
+                timeout=900,
+                log=log,
+                prefix=[
+                    "perf",
+                    "record",
+                    "-q",
+                    "-F",
+                    str(PERF_HZ),
+                    "-k",
+                    "CLOCK_MONOTONIC",
+                    "-o",
+                    data,
+                    "--",
+                ],
+            )
+        except (RuntimeError, ValueError) as err:
+            log.write(f"perf diagnostic skipped: {err}\n")
+            r = {}
+        script = (
+            subprocess.run(
+                ["perf", "script", "-i", data, "-F", "time,ip,sym"],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+            if r
+            else None
         )
-        script = subprocess.run(
-            ["perf", "script", "-i", data, "-F", "time,ip,sym"], stdout=subprocess.PIPE, stderr=log, text=True
-        )
-    os.remove(data)
+    if os.path.exists(data):
+        os.remove(data)
     windows = r.get("windows")
-    if script.returncode != 0 or not windows:
+    if script is None or script.returncode != 0 or not windows:
         return None
     counts = [[0, 0], [0, 0]]  # [copy samples, all samples] for the first download, then the repeat
     for line in script.stdout.splitlines():
@@ -251,18 +283,21 @@ def _warm_note(
         f"first's {cpu_first:.2f} s: the code and the work are the same, the memory is not."
     )
     if any(d.system_s is not None for d in again):
-        text += (
-            f" User CPU (the Python loop and the hash): first {_median([d.user_s for d in again]):.2f} s, "
-            f"again {_median([d.again_user_s for d in again]):.2f} s; system CPU (the kernel receiving the "
-            f"socket and filling the page cache): first {_median([d.system_s for d in again]):.2f} s, again "
-            f"{_median([d.again_system_s for d in again]):.2f} s"
-        )
+        splits = [
+            ("first", [d.user_s for d in again], [d.system_s for d in again]),
+            ("again", [d.again_user_s for d in again], [d.again_system_s for d in again]),
+        ]
         if any(d.system_s is not None for d in curl):
-            text += (
-                f"; curl, user {_median([d.user_s for d in curl]):.2f} s, "
-                f"system {_median([d.system_s for d in curl]):.2f} s"
+            splits.append(("curl", [d.user_s for d in curl], [d.system_s for d in curl]))
+        text += (
+            " Where the CPU went (user: the Python loop and the hash; system: the kernel receiving the "
+            "socket and filling the page cache): "
+            + "; ".join(
+                f"{who}, user {_median(user):.2f} s, system {_median(system):.2f} s"
+                for who, user, system in splits
             )
-        text += "."
+            + "."
+        )
     if kernel is not None and kernel.again_s > 0:
         text += (
             f" A profile (perf, {PERF_HZ:,} Hz, one more run) puts {kernel.first_s:.2f} s of the first "
@@ -439,7 +474,7 @@ def _tables(
                 2,
             )
         copies = kernel.get(size)
-        if copies is not None:
+        if copies is not None and copies.first_s + copies.again_s > 0:
             rows.append(
                 [
                     f"  kernel copy CPU (s), first download / the same again, perf at {PERF_HZ:,} Hz "
