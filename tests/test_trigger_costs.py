@@ -56,13 +56,29 @@ async def test_a_hundred_waits_read_the_connection_once(sandbox, start, connecti
     assert connection_reads == ["hubspot_default"]
 
 
-async def test_the_connection_is_read_again_after_the_ttl(sandbox, start, connection_reads, monkeypatch):
+async def test_a_rotated_token_is_used_after_the_ttl(sandbox, start, connect, connection_reads, monkeypatch):
     first, second = start(pending_polls=0, processing_polls=0), start(pending_polls=0, processing_polls=0)
     await _event(_wait(first))
     assert connection_reads == ["hubspot_default"]
+    # The token is rotated: the old one is revoked and the connection holds the new one. A wait that
+    # kept the old token (settings not read again) would get a 401 and end in an error event.
+    sandbox.add_token("ROTATED-TOKEN-7f3e")
+    del sandbox.tokens[sandbox.token]
+    connect(password="ROTATED-TOKEN-7f3e")
     monkeypatch.setattr(hubspot_async, "SETTINGS_TTL", 0.0)  # from now on, every use is past the TTL
-    await _event(_wait(second))
+    assert (await _event(_wait(second)))["status"] == "success"
     assert len(connection_reads) > 1
+
+
+async def test_within_the_ttl_a_wait_keeps_the_settings_it_read(sandbox, start, connect, connection_reads):
+    first, second = start(pending_polls=0, processing_polls=0), start(pending_polls=0, processing_polls=0)
+    await _event(_wait(first))
+    sandbox.add_token("ROTATED-TOKEN-7f3e")
+    del sandbox.tokens[sandbox.token]
+    connect(password="ROTATED-TOKEN-7f3e")
+    refused = await _event(_wait(second))  # the loop's settings still hold the revoked token
+    assert refused["status"] == "error" and "401" in refused["message"]
+    assert connection_reads == ["hubspot_default"]
 
 
 async def test_a_401_makes_the_next_wait_read_the_connection_again(sandbox, start, connection_reads):
