@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
@@ -17,6 +18,7 @@ import requests
 from conftest import CONTACTS, SECRET_TOKEN
 
 from airflow_provider_hubexport.sandbox import ExportPlan, Packaging, Sandbox
+from airflow_provider_hubexport.sandbox.state import ExportBook, ExportLimitReached, ExportStatus
 
 # The sandbox imports nothing of Airflow: only the Python version matters here.
 pytestmark = pytest.mark.no_airflow
@@ -550,3 +552,88 @@ def test_sandbox_imports_nothing_of_the_client_side():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+SANDBOX_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "airflow_provider_hubexport", "sandbox")
+FRONT_DOORS = ("server.py", "__init__.py", "__main__.py")  # the modules that may name ``Sandbox``
+
+
+def _reaches_past_a_door(node, module_name: str) -> bool:
+    if isinstance(node, (ast.Import, ast.ImportFrom)):  # TYPE_CHECKING imports included
+        if module_name in FRONT_DOORS:
+            return False
+        module = (getattr(node, "module", None) or "").rsplit(".", 1)[-1]
+        names = {alias.name.rsplit(".", 1)[-1] for alias in node.names}
+        return module == "server" or bool(names & {"server", "Sandbox"})
+    if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__"):
+        return not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+    return False
+
+
+def test_sandbox_rooms_use_public_interfaces_only():
+    # The rooms (api, files, faults, ...) get the export book and their other collaborators passed
+    # in and use their public methods: only the front doors import ``server`` or name ``Sandbox``,
+    # and no module reads another object's ``_private`` attribute (``x._y``, x not self or cls).
+    found = []
+    for name in sorted(n for n in os.listdir(SANDBOX_DIR) if n.endswith(".py")):
+        with open(os.path.join(SANDBOX_DIR, name)) as fh:
+            tree = ast.parse(fh.read(), name)
+        found += [
+            f"{name}:{n.lineno}: {ast.unparse(n)}" for n in ast.walk(tree) if _reaches_past_a_door(n, name)
+        ]
+    assert found == []
+
+
+def test_export_book_starts_finds_polls_and_serves_exports_without_http():
+    clock = FakeClock()
+    plan = ExportPlan(pending_seconds=1, processing_seconds=2, url_ttl=60, expired_urls=1, cut_downloads=1)
+    book = ExportBook(plan, clock=clock, export_limit=(2, 60))
+    first = book.start(dict(CONTACTS))
+    assert book.get(first.id) is first and book.get("1") is None and first.api_version == "v3"
+    clock.at(1.5)
+    assert book.poll(first) == ExportStatus("PROCESSING", clock.now, clock.start + 1, None)
+    assert first.polls == 1
+    book.plan_next(pending_polls=0, processing_polls=0)
+    second = book.start(dict(CONTACTS), "2026-03")
+    assert second.plan.poll_based and not book.plan.poll_based  # the plan for the next start only
+    with pytest.raises(ExportLimitReached) as refused:
+        book.start(dict(CONTACTS))
+    assert refused.value.limit == (2, 60.0) and list(book.exports) == [first.id, second.id]
+    assert book.accepted_starts() == [clock.start, clock.start + 1.5]
+    assert book.refused_starts() == [clock.start + 1.5]
+    assert book.peek(second).status == "PENDING" and second.polls == 0  # a peek is not a poll
+    assert book.poll(second).status == "COMPLETE" and second.completed_at == clock.now
+    # Its file: the first URL handed out has already expired, the first download is cut short.
+    book.attach_file(second, "/nowhere/contacts.csv")
+    assert second.file_path == "/nowhere/contacts.csv"
+    assert [book.url_expiry(second), book.url_expiry(second)] == [0, int(clock.now + 60)]
+    assert [book.count_download(second), book.count_download(second)] == [True, False]
+    assert second.downloads == 2 and first.plan.expired_urls == 1  # each export's own plan
+    clock.at(3)
+    assert [(r.processing_at, r.completed_at, r.status) for r in book.history()] == [
+        (clock.start + 1, clock.start + 3, "COMPLETE"),
+        (clock.start + 1.5, clock.start + 1.5, "COMPLETE"),
+    ]
+    with pytest.raises(ValueError):
+        book.export_limit = (1, 0)
+
+
+def test_sandbox_settings_are_its_export_books():
+    sandbox = Sandbox(export_limit=(3, 60))
+    try:
+        book = sandbox.book
+        assert book.export_limit == (3, 60.0) and sandbox.exports is book.exports
+        clock = sandbox.clock = FakeClock()
+        sandbox.plan = ExportPlan(row_count=3)
+        sandbox.one_at_a_time = True
+        sandbox.daily_export_limit = 5
+        assert book.clock is clock and book.plan.row_count == 3 and book.one_at_a_time
+        assert book.export_limit == (5, 86400.0) == sandbox.export_limit
+        assert sandbox.plan_next(row_count=7).row_count == 7
+        export = book.start(dict(CONTACTS))
+        assert export.plan.row_count == 7 and sandbox.exports == {export.id: export}
+        assert sandbox.export_starts() == [clock.now] and sandbox.export_history()[0].status == "PENDING"
+        with pytest.raises(KeyError):
+            sandbox.served_file(export.id)  # no file until a status request saw it complete
+    finally:
+        sandbox.stop()

@@ -4,19 +4,16 @@ rate limit, auth) and the CRM Exports API's handlers (start, status, get export,
 from __future__ import annotations
 
 import asyncio
-import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from airflow_provider_hubexport.sandbox import faults
 from airflow_provider_hubexport.sandbox.auth import check_bearer, refresh_grant
+from airflow_provider_hubexport.sandbox.faults import Addresses, FaultBook, RateLimiter
 from airflow_provider_hubexport.sandbox.files import FileHost
-from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export
-from airflow_provider_hubexport.sandbox.wire import export_limit_error, hubspot_error, iso
-
-if TYPE_CHECKING:
-    from airflow_provider_hubexport.sandbox.server import Sandbox
+from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export, ExportBook, ExportLimitReached
+from airflow_provider_hubexport.sandbox.wire import Recorder, export_limit_error, hubspot_error, iso
 
 VERSION_PREFIXES = ("/crm/v3/exports/export", "/crm/exports/{version}/export")
 OAUTH_PATH = "/oauth/v1/token"
@@ -24,21 +21,43 @@ ACCOUNT_DETAILS_PATH = "/account-info/v3/details"
 _STATE = {"PENDING": "ENQUEUED", "PROCESSING": "PROCESSING", "COMPLETE": "DONE", "CANCELED": "CANCELED"}
 
 
-def build_api_app(sandbox: Sandbox, file_host: FileHost) -> web.Application:
-    """The API host's app; a completed export's file comes from ``file_host``."""
-    handlers = ApiHandlers(sandbox, file_host)
+class ApiSettings(Addresses, Protocol):
+    """What the API host reads from the sandbox, on each request (a test may change it while it runs)."""
+
+    tokens: dict[str, dict[str, Any]]
+    oauth_client: tuple[str, str, str]
+    access_token_ttl: int
+    rate_limit: tuple[int, float] | None
+    rate_limit_retry_after: bool
+    portal_id: int | None
+
+
+def build_api_app(
+    settings: ApiSettings,
+    book: ExportBook,
+    file_host: FileHost,
+    *,
+    recorder: Recorder,
+    fault_book: FaultBook,
+    rate: RateLimiter,
+) -> web.Application:
+    """The API host's app over ``book``'s exports; a completed export's file comes from ``file_host``.
+
+    Each request is recorded, may be answered by an injected fault, then (but for OAuth's token
+    endpoint) meets the rate limit and the Bearer check."""
+    handlers = ApiHandlers(settings, book, file_host)
 
     @web.middleware
     async def api_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        await sandbox._recorder.record(request, "api")
-        answer = await faults.inject(sandbox, "api", request)
+        await recorder.record(request, "api")
+        answer = await faults.inject(fault_book, settings, "api", request)
         if answer is not None:
             return answer
         if request.path.removeprefix(MOVED_PREFIX) != OAUTH_PATH:
-            limited = sandbox._rate.check(sandbox.rate_limit, sandbox.rate_limit_retry_after)
+            limited = rate.check(settings.rate_limit, settings.rate_limit_retry_after)
             if limited is not None:
                 return limited
-            denied = check_bearer(sandbox.tokens, request.headers.get("Authorization", ""))
+            denied = check_bearer(settings.tokens, request.headers.get("Authorization", ""))
             if denied is not None:
                 return denied
         return await handler(request)
@@ -78,12 +97,12 @@ def _prefix(request: web.Request) -> str:
 
 
 class ApiHandlers:
-    def __init__(self, sandbox: Sandbox, file_host: FileHost) -> None:
-        self.sandbox = sandbox
+    def __init__(self, settings: ApiSettings, book: ExportBook, file_host: FileHost) -> None:
+        self.settings = settings
+        self.book = book
         self.file_host = file_host
 
     async def start(self, request: web.Request) -> web.Response:
-        sb = self.sandbox
         try:
             body = await request.json()
         except ValueError:
@@ -91,44 +110,33 @@ class ApiHandlers:
         problem = invalid_request(body)
         if problem:
             return hubspot_error(400, problem, "VALIDATION_ERROR")
-        now = sb.clock()
-        limit = sb.export_limit
-        with sb._lock:
-            if not sb._starts.admit(now, limit):
-                return export_limit_error(limit)
-            export_id = str(sb._next_id)
-            sb._next_id += 1
-            plan = sb._next_plans.popleft() if sb._next_plans else copy.deepcopy(sb.plan)
-            version = request.match_info.get("version", "v3")
-            export = Export(export_id, body, plan, now, version)
-            sb.exports[export_id] = export
-            sb._queue.admit(export, sb.one_at_a_time)
-        links = {"status": f"{sb.api_url}{_prefix(request)}/async/tasks/{export_id}/status"}
-        return web.json_response({"id": export_id, "links": links}, status=202)
+        try:
+            export = self.book.start(body, request.match_info.get("version", "v3"))
+        except ExportLimitReached as refused:
+            return export_limit_error(refused.limit)
+        links = {"status": f"{self.settings.api_url}{_prefix(request)}/async/tasks/{export.id}/status"}
+        return web.json_response({"id": export.id, "links": links}, status=202)
 
     def _find(self, raw: str) -> Export | web.Response:
         if not raw.isdigit():
             return hubspot_error(400, f"Unable to parse id {raw[:40]!r}.", "VALIDATION_ERROR")
-        export = self.sandbox.exports.get(raw)
+        export = self.book.get(raw)
         if export is None:
             return hubspot_error(404, f"Task with id {raw} not found.", "OBJECT_NOT_FOUND")
         return export
 
     async def status(self, request: web.Request) -> web.Response:
-        sb = self.sandbox
         found = self._find(request.match_info["task_id"])
         if isinstance(found, web.Response):
             return found
         export = found
-        now = sb.clock()
-        with sb._lock:
-            status = sb._queue.poll(export, now, sb.one_at_a_time)
-            started = export.processing_since(now)
+        seen = self.book.poll(export)
+        status, started = seen.status, seen.processing_since
         body: dict[str, Any] = {
             "status": status,
             "requestedAt": iso(export.created),
             "startedAt": iso(export.created if started is None else started),
-            "completedAt": iso(export.completed_at or now),
+            "completedAt": iso(seen.completed_at or seen.at),
             "numErrors": 0,
             "errors": [],
             "links": {},
@@ -156,11 +164,7 @@ class ApiHandlers:
         if isinstance(found, web.Response):
             return found
         export = found
-        sb = self.sandbox
-        now = sb.clock()
-        with sb._lock:
-            sb._queue.advance(now, sb.one_at_a_time)
-            status = export.status(now)
+        status = self.book.peek(export).status
         body = {
             "id": export.id,
             "exportName": export.request.get("exportName", ""),
@@ -176,7 +180,7 @@ class ApiHandlers:
 
     async def account_details(self, request: web.Request) -> web.Response:
         """``GET /account-info/v3/details``: the portal id lineage names the HubSpot side by."""
-        sb = self.sandbox
+        sb = self.settings
         if sb.portal_id is None:  # a token HubSpot does not let read the account's details
             return hubspot_error(403, "This app hasn't been granted all required scopes.", "MISSING_SCOPES")
         return web.json_response(
@@ -191,6 +195,6 @@ class ApiHandlers:
         )
 
     async def oauth_token(self, request: web.Request) -> web.Response:
-        sb = self.sandbox
+        sb = self.settings
         form = await request.post()
         return refresh_grant(form, sb.tokens, sb.oauth_client, sb.access_token_ttl)

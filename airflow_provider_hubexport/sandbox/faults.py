@@ -8,15 +8,23 @@ import collections
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
 from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Fault
 from airflow_provider_hubexport.sandbox.wire import export_limit_error, rate_limit_response
 
-if TYPE_CHECKING:
-    from airflow_provider_hubexport.sandbox.server import Sandbox
+
+class Addresses(Protocol):
+    """Where the sandbox's two listeners are (read when needed: known only once they listen)."""
+
+    @property
+    def api_url(self) -> str: ...
+
+    @property
+    def files_url(self) -> str: ...
+
 
 _CATEGORIES = {
     400: "VALIDATION_ERROR",
@@ -146,9 +154,11 @@ class RateLimiter:
         return rate_limit_response(headers)
 
 
-async def inject(sandbox: Sandbox, server: str, request: web.Request) -> web.StreamResponse | None:
-    """Apply the first injected fault that matches this request on ``server`` ("api" or "files")."""
-    fault = sandbox._faults.take(server, request.method, request.path)
+async def inject(
+    faults: FaultBook, addresses: Addresses, server: str, request: web.Request
+) -> web.StreamResponse | None:
+    """Apply the first fault in ``faults`` that matches this request on ``server`` ("api" or "files")."""
+    fault = faults.take(server, request.method, request.path)
     if fault is None:
         return None
-    return await apply(fault, request, {"api": sandbox.api_url, "files": sandbox.files_url})
+    return await apply(fault, request, {"api": addresses.api_url, "files": addresses.files_url})

@@ -9,17 +9,16 @@ import hashlib
 import hmac
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from aiohttp import web
 
 from airflow_provider_hubexport.sandbox import faults
-from airflow_provider_hubexport.sandbox.content import corrupt_file, write_export, write_unsafe_zip
-from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export
-
-if TYPE_CHECKING:
-    from airflow_provider_hubexport.sandbox.server import Sandbox
+from airflow_provider_hubexport.sandbox.content import Packaging, corrupt_file, write_export, write_unsafe_zip
+from airflow_provider_hubexport.sandbox.faults import Addresses, FaultBook
+from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export, ExportBook
+from airflow_provider_hubexport.sandbox.wire import Recorder
 
 _CHUNK = 256 * 1024
 _MIME = {
@@ -49,17 +48,33 @@ def _denied(message: str = "") -> web.Response:
     return web.Response(status=403, text=text, content_type="application/xml")
 
 
+class FileSettings(Addresses, Protocol):
+    """What the file host reads from the sandbox, on each use (a test may change it while it runs)."""
+
+    workdir: str
+    packaging: Packaging
+    issued_signatures: list[str]  # each signature handed out is appended, for secret scans
+
+
 class FileHost:
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
+    """Serves the files of ``book``'s exports; each request is recorded, then ``fault_book`` may
+    answer it instead."""
+
+    def __init__(
+        self, settings: FileSettings, book: ExportBook, recorder: Recorder, fault_book: FaultBook
+    ) -> None:
+        self.settings = settings
+        self.book = book
+        self.recorder = recorder
+        self.fault_book = fault_book
         self.signer = UrlSigner()
         self._writing = threading.Lock()
 
     def app(self) -> web.Application:
         @web.middleware
         async def record(request: web.Request, handler: Any) -> web.StreamResponse:
-            await self.sandbox._recorder.record(request, "files")
-            answer = await faults.inject(self.sandbox, "files", request)
+            await self.recorder.record(request, "files")
+            answer = await faults.inject(self.fault_book, self.settings, "files", request)
             return answer if answer is not None else await handler(request)
 
         files = web.Application(middlewares=[record])
@@ -70,13 +85,13 @@ class FileHost:
     def materialize(self, export: Export) -> None:
         """Write the export's file (once) into the sandbox's workdir.
 
-        Under a lock of its own, not the sandbox's: the event loop takes that one on every request,
-        and must not wait while a file is written (thousands of exports completing at once)."""
-        sb = self.sandbox
+        Under a lock of its own, not the export book's: the event loop takes that one on every
+        request, and must not wait while a file is written (thousands of exports completing at once)."""
+        settings = self.settings
         with self._writing:
             if export.file_path is not None:
                 return
-            directory = os.path.join(sb.workdir, export.id)
+            directory = os.path.join(settings.workdir, export.id)
             os.makedirs(directory, exist_ok=True)
             name = str(export.request.get("exportName") or export.request["objectType"]).lower()
             base = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:60] + f"-{export.id}"
@@ -91,41 +106,34 @@ class FileHost:
                     [str(p) for p in export.request["objectProperties"]],
                     export.request["format"],
                     export.plan.row_count,
-                    sb.packaging,
+                    settings.packaging,
                 )
             if export.plan.corrupt:
                 corrupt_file(path, "directory" if export.plan.corrupt == "directory" else "data")
-            export.file_path = path
+            self.book.attach_file(export, path)
 
     def signed_url(self, export: Export) -> str:
-        sb = self.sandbox
         assert export.file_path is not None
         name = os.path.basename(export.file_path)
-        expires = int(sb.clock() + export.plan.url_ttl) if export.plan.url_ttl > 0 else 0
-        with sb._lock:
-            if export.plan.expired_urls > 0:
-                export.plan.expired_urls -= 1
-                expires = 0
+        expires = self.book.url_expiry(export)
         sig = self.signer.signature(export.id, name, expires)
-        sb.issued_signatures.append(sig)
-        return f"{sb.files_url}/hubspot-exports/{export.id}/{quote(name)}?Expires={expires}&Signature={sig}"
+        self.settings.issued_signatures.append(sig)
+        base = self.settings.files_url
+        return f"{base}/hubspot-exports/{export.id}/{quote(name)}?Expires={expires}&Signature={sig}"
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        sb = self.sandbox
         export_id, name = request.match_info["export_id"], request.match_info["name"]
         try:
             expires = int(request.query.get("Expires", ""))
         except ValueError:
             expires = -1
-        export = sb.exports.get(export_id)
+        export = self.book.get(export_id)
         good = self.signer.valid(request.query.get("Signature", ""), export_id, name, expires)
         if export is None or export.file_path is None or not good:
             return _denied()
-        if expires <= sb.clock():
+        if expires <= self.book.now():
             return _denied("Request has expired")
-        with sb._lock:
-            export.downloads += 1
-            cut = export.downloads <= export.plan.cut_downloads
+        cut = self.book.count_download(export)
         path = export.file_path
         size = os.path.getsize(path)
         headers = {

@@ -20,9 +20,8 @@ class Listeners:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        return int(runner.addresses[0][1])  # (host, port[, flowinfo, scope id]) of its one site
 
     async def close(self) -> None:
         runners, self._runners = self._runners, []

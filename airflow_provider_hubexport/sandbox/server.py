@@ -12,19 +12,20 @@ This module holds ``Sandbox``, the object tests configure and inspect. The work 
 - ``files``: the file host, result files and URL signing
 - ``lifecycle``: listeners and the event loop thread
 - ``wire``: HubSpot's response shapes and the record of requests
-- ``state`` and ``content``: plans, exports, their queue, the export limit and the rows written
-  into files (no HTTP)
+- ``state`` and ``content``: plans, the export book (exports, their queue, the export limit, the
+  clock), and the rows written into files (no HTTP)
+
+The rooms know nothing of ``Sandbox``: each gets the export book and its other collaborators
+passed in, and reads the settings it needs from the sandbox's public attributes.
 """
 
 from __future__ import annotations
 
-import collections
-import copy
 import json
 import shutil
 import tempfile
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -38,12 +39,11 @@ from airflow_provider_hubexport.sandbox.lifecycle import Listeners, LoopThread
 from airflow_provider_hubexport.sandbox.peers import ClientProcesses
 from airflow_provider_hubexport.sandbox.state import (
     Export,
+    ExportBook,
     ExportPlan,
-    ExportQueue,
     ExportRecord,
     Fault,
     RecordedRequest,
-    StartBook,
     most_at_once,
     most_in_window,
 )
@@ -83,6 +83,9 @@ class Sandbox:
 
     The record: ``export_starts()``, ``refused_starts()``, ``export_history()`` and the two
     summaries tests assert on, ``most_starts_in_window(W)`` and ``most_processing_at_once()``.
+
+    The exports themselves are kept by ``book`` (an ``ExportBook``); ``exports``, ``plan``,
+    ``clock``, ``export_limit`` and ``one_at_a_time`` are its, read and set through the sandbox.
     """
 
     def __init__(
@@ -111,47 +114,32 @@ class Sandbox:
         self.portal_id = portal_id
         self.port = port
         self.files_port = files_port
-        self.plan = plan or ExportPlan()
+        self.book = ExportBook(plan, export_limit=export_limit, one_at_a_time=one_at_a_time)
         self.packaging = packaging or Packaging()
         self.oauth_client = oauth_client
         self.access_token_ttl = access_token_ttl
         self.rate_limit = rate_limit
         self.rate_limit_retry_after = rate_limit_retry_after
-        self.export_limit = export_limit
         if daily_export_limit is not None:
             self.daily_export_limit = daily_export_limit
-        self.one_at_a_time = one_at_a_time
-        self.clock = time.time
         self.tokens: dict[str, dict[str, Any]] = {token: {"scopes": {EXPORT_SCOPE}, "expires": None}}
         self.token = token
         self.requests: list[RecordedRequest] = []
         self.issued_signatures: list[str] = []  # of the signed URLs handed out, for secret scans
-        self.exports: dict[str, Export] = {}
-        self._next_plans: collections.deque[ExportPlan] = collections.deque()
-        self._next_id = 40_000_001
-        self._queue = ExportQueue()
-        self._starts = StartBook()
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="hubspot-sandbox-")
         self._lock = threading.Lock()
         self._faults = FaultBook(self._lock)
         self._rate = RateLimiter(self._lock)
         self._recorder = Recorder(self.requests, ClientProcesses() if identify_clients else None)
-        self._file_host = FileHost(self)
+        self._file_host = FileHost(self, self.book, self._recorder, self._faults)
         self._listeners = Listeners()
         self._loop_thread = LoopThread("hubspot-sandbox")
 
     # -- configuration used by tests -------------------------------------------------------------
     def plan_next(self, **overrides: Any) -> ExportPlan:
         """The next export started gets this plan (the sandbox's default plan with overrides)."""
-        plan = copy.deepcopy(self.plan)
-        for key, value in overrides.items():
-            if not hasattr(plan, key):
-                raise TypeError(f"ExportPlan has no field {key!r}")
-            setattr(plan, key, value)
-        with self._lock:
-            self._next_plans.append(plan)
-        return plan
+        return self.book.plan_next(**overrides)
 
     def inject(self, kind: str = "status", **kwargs: Any) -> Fault:
         """The next matching request(s) misbehave: see ``Fault`` for the kinds and options."""
@@ -172,24 +160,51 @@ class Sandbox:
             if info["expires"] is not None:
                 info["expires"] = 0.0
 
+    # -- the export book's settings and exports, as the sandbox's ---------------------------------
+    @property
+    def exports(self) -> dict[str, Export]:
+        """Every export started, by id, in start order."""
+        return self.book.exports
+
+    @property
+    def plan(self) -> ExportPlan:
+        """What an export gets unless ``plan_next`` said otherwise."""
+        return self.book.plan
+
+    @plan.setter
+    def plan(self, plan: ExportPlan) -> None:
+        self.book.plan = plan
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The time exports live by (``time.time`` unless a test moves it by hand)."""
+        return self.book.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self.book.clock = clock
+
+    @property
+    def one_at_a_time(self) -> bool:
+        return self.book.one_at_a_time
+
+    @one_at_a_time.setter
+    def one_at_a_time(self, on: bool) -> None:
+        self.book.one_at_a_time = on
+
     @property
     def export_limit(self) -> tuple[int, float] | None:
         """``(N, W)``: N export starts per rolling W seconds (None: no limit)."""
-        return self._export_limit
+        return self.book.export_limit
 
     @export_limit.setter
     def export_limit(self, limit: tuple[int, float] | None) -> None:
-        if limit is not None:
-            count, window = limit
-            if int(count) != count or count < 0 or not window > 0:
-                raise ValueError(f"export_limit must be (N >= 0 exports, W > 0 seconds), got {limit!r}")
-            limit = (int(count), float(window))
-        self._export_limit = limit
+        self.book.export_limit = limit
 
     @property
     def daily_export_limit(self) -> int | None:
         """N of an ``export_limit`` of N per 24 hours (None for no limit or another window)."""
-        limit = self._export_limit
+        limit = self.book.export_limit
         return limit[0] if limit is not None and limit[1] == DAY else None
 
     @daily_export_limit.setter
@@ -210,40 +225,36 @@ class Sandbox:
 
     def served_file(self, export_id: str | int) -> str:
         """The path of the file the file host serves for an export (after it completed)."""
-        path = self.exports[str(export_id)].file_path
+        export = self.book.get(str(export_id))
+        if export is None:
+            raise KeyError(f"no export {export_id}")
+        path = export.file_path
         if path is None:
             raise KeyError(f"export {export_id} has no file yet")
         return path
 
     def export_starts(self) -> list[float]:
         """When each accepted start request arrived (``clock`` time), in order."""
-        with self._lock:
-            return list(self._starts.accepted)
+        return self.book.accepted_starts()
 
     def refused_starts(self) -> list[float]:
         """When each start refused for the export limit arrived (``clock`` time), in order."""
-        with self._lock:
-            return list(self._starts.refused)
+        return self.book.refused_starts()
 
     def export_history(self) -> list[ExportRecord]:
         """Each export's start, when it left PENDING and when it finished, as of now, in start order.
 
         Timed plans give exact times; poll-counted ones the status request that saw the change.
         """
-        now = self.clock()
-        with self._lock:
-            self._queue.advance(now, self.one_at_a_time)
-            return [
-                ExportRecord(e.id, e.created, e.processing_since(now), e.finished_at(now), e.status(now))
-                for e in self.exports.values()
-            ]
+        return self.book.history()
 
     def most_starts_in_window(self, window: float | None = None) -> int:
         """The most accepted starts in any ``window`` seconds (default: the export limit's window)."""
         if window is None:
-            if self._export_limit is None:
+            limit = self.book.export_limit
+            if limit is None:
                 raise ValueError("no export_limit is set: say which window")
-            window = self._export_limit[1]
+            window = limit[1]
         return most_in_window(self.export_starts(), window)
 
     def most_processing_at_once(self) -> int:
@@ -271,7 +282,15 @@ class Sandbox:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def build_apps(self) -> tuple[web.Application, web.Application]:
-        return build_api_app(self, self._file_host), self._file_host.app()
+        api = build_api_app(
+            self,
+            self.book,
+            self._file_host,
+            recorder=self._recorder,
+            fault_book=self._faults,
+            rate=self._rate,
+        )
+        return api, self._file_host.app()
 
     async def start_async(self) -> None:
         """Listen on the running loop (``python -m`` uses this); ports 0 become the ones bound."""

@@ -1,11 +1,15 @@
 """What the sandbox knows: export plans, injected faults, recorded requests, exports and how they
-queue, and the starts HubSpot's export limit allows. No I/O."""
+queue, the starts HubSpot's export limit allows, and the export book that keeps them. No I/O."""
 
 from __future__ import annotations
 
 import collections
+import copy
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 FAULT_KINDS = (
     "status",
@@ -255,6 +259,163 @@ class StartBook:
                 return False
         self.accepted.append(now)
         return True
+
+
+class ExportLimitReached(Exception):
+    """A start refused for the export limit; ``limit`` is the ``(N, W)`` that refused it."""
+
+    def __init__(self, limit: tuple[int, float]) -> None:
+        super().__init__(f"export limit of {limit[0]} starts per {limit[1]:g} s reached")
+        self.limit = limit
+
+
+class ExportStatus(NamedTuple):
+    """An export as one request saw it, at ``at`` on the book's clock."""
+
+    status: str
+    at: float
+    processing_since: float | None  # when it left PENDING (None: not yet)
+    completed_at: float | None  # when a status request first saw it final (None: not yet)
+
+
+class ExportBook:
+    """The exports the sandbox has started and the rules they follow: the plan each gets, the export
+    limit on starts, the line they wait in and the clock their statuses run on.
+
+    The sandbox's rooms start, find, poll and serve exports through its methods, and only it changes
+    an ``Export``; they read an export's fields (``request``, ``plan``, ``file_path``) as they like.
+    Its settings (``plan``, ``clock``, ``export_limit``, ``one_at_a_time``) may change at any time.
+    Thread-safe: the event loop, the file writers' threads and a test's thread all call it. It
+    knows nothing of rows or files' contents, so it costs the same for a big export as a small one.
+    """
+
+    def __init__(
+        self,
+        plan: ExportPlan | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        export_limit: tuple[int, float] | None = None,
+        one_at_a_time: bool = False,
+        first_id: int = 40_000_001,
+    ) -> None:
+        self.plan = plan or ExportPlan()  # what an export gets unless ``plan_next`` said otherwise
+        self.clock = clock
+        self.export_limit = export_limit
+        self.one_at_a_time = one_at_a_time
+        self.exports: dict[str, Export] = {}  # by id, in start order: read it, do not change it
+        self._next_plans: collections.deque[ExportPlan] = collections.deque()
+        self._next_id = first_id
+        self._queue = ExportQueue()
+        self._starts = StartBook()
+        self._lock = threading.Lock()
+
+    @property
+    def export_limit(self) -> tuple[int, float] | None:
+        """``(N, W)``: N export starts per rolling W seconds of ``clock`` (None: no limit)."""
+        return self._export_limit
+
+    @export_limit.setter
+    def export_limit(self, limit: tuple[int, float] | None) -> None:
+        if limit is not None:
+            count, window = limit
+            if int(count) != count or count < 0 or not window > 0:
+                raise ValueError(f"export_limit must be (N >= 0 exports, W > 0 seconds), got {limit!r}")
+            limit = (int(count), float(window))
+        self._export_limit = limit
+
+    def now(self) -> float:
+        return self.clock()
+
+    # -- starting and finding --------------------------------------------------------------------
+    def plan_next(self, **overrides: Any) -> ExportPlan:
+        """The next export started gets ``plan`` with these overrides (queued, first in first out)."""
+        plan = copy.deepcopy(self.plan)
+        for key, value in overrides.items():
+            if not hasattr(plan, key):
+                raise TypeError(f"ExportPlan has no field {key!r}")
+            setattr(plan, key, value)
+        with self._lock:
+            self._next_plans.append(plan)
+        return plan
+
+    def start(self, request: dict[str, Any], api_version: str = "v3") -> Export:
+        """A new export of ``request`` (already validated), started now; or ``ExportLimitReached``."""
+        now = self.clock()
+        limit = self._export_limit
+        with self._lock:
+            if not self._starts.admit(now, limit):
+                assert limit is not None
+                raise ExportLimitReached(limit)
+            export_id = str(self._next_id)
+            self._next_id += 1
+            plan = self._next_plans.popleft() if self._next_plans else copy.deepcopy(self.plan)
+            export = Export(export_id, request, plan, now, api_version)
+            self.exports[export_id] = export
+            self._queue.admit(export, self.one_at_a_time)
+        return export
+
+    def get(self, export_id: str) -> Export | None:
+        return self.exports.get(export_id)
+
+    # -- status ----------------------------------------------------------------------------------
+    def poll(self, export: Export) -> ExportStatus:
+        """A status request for ``export``: counted (poll-based plans move on with it)."""
+        now = self.clock()
+        with self._lock:
+            status = self._queue.poll(export, now, self.one_at_a_time)
+            return ExportStatus(status, now, export.processing_since(now), export.completed_at)
+
+    def peek(self, export: Export) -> ExportStatus:
+        """``export`` as of now, without counting a poll."""
+        now = self.clock()
+        with self._lock:
+            self._queue.advance(now, self.one_at_a_time)
+            status = export.status(now)
+            return ExportStatus(status, now, export.processing_since(now), export.completed_at)
+
+    # -- its file --------------------------------------------------------------------------------
+    def attach_file(self, export: Export, path: str) -> None:
+        """``export``'s result is the file at ``path`` (written once, by the file host)."""
+        with self._lock:
+            export.file_path = path
+
+    def url_expiry(self, export: Export) -> int:
+        """When a signed URL handed out now for ``export``'s file expires (0: it already has, for
+        the first ``plan.expired_urls`` handed out)."""
+        plan = export.plan
+        expires = int(self.clock() + plan.url_ttl) if plan.url_ttl > 0 else 0
+        with self._lock:
+            if plan.expired_urls > 0:
+                plan.expired_urls -= 1
+                expires = 0
+        return expires
+
+    def count_download(self, export: Export) -> bool:
+        """Counts a download of ``export``'s file; True if the plan cuts this one short."""
+        with self._lock:
+            export.downloads += 1
+            return export.downloads <= export.plan.cut_downloads
+
+    # -- the record ------------------------------------------------------------------------------
+    def accepted_starts(self) -> list[float]:
+        """When each accepted start arrived (``clock`` time), in order."""
+        with self._lock:
+            return list(self._starts.accepted)
+
+    def refused_starts(self) -> list[float]:
+        """When each start refused for the export limit arrived (``clock`` time), in order."""
+        with self._lock:
+            return list(self._starts.refused)
+
+    def history(self) -> list[ExportRecord]:
+        """Each export's start, when it left PENDING and when it finished, as of now, in start order."""
+        now = self.clock()
+        with self._lock:
+            self._queue.advance(now, self.one_at_a_time)
+            return [
+                ExportRecord(e.id, e.created, e.processing_since(now), e.finished_at(now), e.status(now))
+                for e in self.exports.values()
+            ]
 
 
 def most_in_window(times: list[float], window: float) -> int:
