@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_hubexport.api import ExportStatus
@@ -80,6 +81,48 @@ class PollSchedule:
             n += 1
 
 
+def seconds(value: float | timedelta, field: str) -> float:
+    """A duration given as seconds or a ``timedelta`` (Airflow accepts both for its sensors)."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"{field} must be seconds (a number) or a timedelta, got {value!r}.")
+
+
+def poll_schedule(
+    poke_interval: float | timedelta,
+    backoff_factor: float | None = None,
+    max_poke_interval: float | timedelta | None = None,
+    *,
+    exponential_backoff: bool | None = None,
+    max_wait: float | timedelta | None = None,
+) -> PollSchedule:
+    """The schedule of a wait from the sensor's arguments (and the all-in-one operator's), with
+    BaseSensorOperator's ``exponential_backoff`` and ``max_wait`` read in HubSpot's terms rather
+    than ignored: False is a steady interval, ``max_wait`` is ``max_poke_interval``."""
+    initial = seconds(poke_interval, "poke_interval")
+    if exponential_backoff is False and backoff_factor not in (None, 1):
+        raise ValueError(
+            f"exponential_backoff=False asks for a steady interval but backoff_factor={backoff_factor} "
+            "grows it: give one of the two (backoff_factor=1 is a steady interval)."
+        )
+    factor = 1.0 if exponential_backoff is False else DEFAULT_BACKOFF_FACTOR
+    if backoff_factor is not None:
+        factor = backoff_factor
+    maximum = DEFAULT_MAX_POLL_INTERVAL
+    if max_wait is not None and max_poke_interval is not None:
+        if seconds(max_wait, "max_wait") != seconds(max_poke_interval, "max_poke_interval"):
+            raise ValueError(
+                f"max_wait={max_wait!r} and max_poke_interval={max_poke_interval!r} name the same "
+                "limit (the longest interval between status checks): give only max_poke_interval."
+            )
+    for given, field in ((max_wait, "max_wait"), (max_poke_interval, "max_poke_interval")):
+        if given is not None:
+            maximum = seconds(given, field)
+    return PollSchedule(initial, factor, max(maximum, initial))
+
+
 class PollState:
     """What one wait remembers between polls: transient failures in a row and HubSpot's last
     ``Retry-After``. The sensor, the trigger and the all-in-one operator each keep one."""
@@ -94,6 +137,17 @@ class PollState:
         self.transient_in_a_row = 0
         self.asked_to_wait: float | None = None
         self.last_status: str | None = None
+
+    def remembered(self) -> dict[str, Any]:
+        """What must outlive this process when the next poll is another one (a reschedule-mode
+        sensor's next poke): the error streak and the status last said in the log. ``asked_to_wait``
+        is used by the same process that read it, to choose the reschedule date."""
+        return {"transient_in_a_row": self.transient_in_a_row, "last_status": self.last_status}
+
+    def restore(self, remembered: Mapping[str, Any]) -> None:
+        self.transient_in_a_row = int(remembered.get("transient_in_a_row") or 0)
+        self.last_status = remembered.get("last_status")
+        self.asked_to_wait = None
 
     def seen(self, status: ExportStatus) -> ExportStatus:
         """A poll's answer; said in the log when the status changed (PENDING -> PROCESSING ->

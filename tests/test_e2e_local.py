@@ -50,6 +50,23 @@ with DAG("e2e_big_download", schedule=None, start_date=pendulum.datetime(2026, 1
 """
 
 
+# A reschedule-mode wait: each poke is a new task process with a new sensor object. Pokes 15 s
+# apart: a reschedule that starts again within seconds meets Airflow 3.3.2's stale-executor-event
+# race (apache/airflow#72716), which fails the task whatever it does (seen at 1 s).
+RESCHEDULE_DAG = """
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_hubexport.operators.export import HubSpotStartExportOperator
+from airflow_provider_hubexport.sensors.export import HubSpotExportSensor
+
+with DAG("e2e_reschedule_errors", schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False) as dag:
+    start = HubSpotStartExportOperator(task_id="start_export", object_type="CONTACT", object_properties=["email"])
+    HubSpotExportSensor(task_id="wait", export_task_id="{{ ti.xcom_pull(task_ids='start_export') }}",
+                        mode="reschedule", deferrable=False, poke_interval=15, max_poke_interval=15,
+                        timeout=600, max_transient_errors=2) << start
+"""
+
+
 # A DAG on the connection the UI test saves through the REST API, as the connection form does.
 UI_CONN_DAG = """
 import pendulum
@@ -79,6 +96,7 @@ def stack(sandbox_e2e, tmp_path_factory, postgres):
         shutil.copy(DAGS / name, dags / name)
     (dags / "e2e_big_download.py").write_text(BIG_DOWNLOAD_DAG)
     (dags / "e2e_ui_connection.py").write_text(UI_CONN_DAG)
+    (dags / "e2e_reschedule_errors.py").write_text(RESCHEDULE_DAG)
     exports = home / "exports"
     env = {
         "AIRFLOW_CONN_HUBSPOT_DEFAULT": sandbox_e2e.connection_json(
@@ -109,7 +127,12 @@ def stack(sandbox_e2e, tmp_path_factory, postgres):
         print(
             f"\nAirflow healthy {healthy_after:.1f} s after start ({time.monotonic() - started:.1f} s with db migrate)"
         )
-        for dag_id in ("hubspot_list_export", "e2e_big_download", "e2e_ui_connection"):
+        for dag_id in (
+            "hubspot_list_export",
+            "e2e_big_download",
+            "e2e_ui_connection",
+            "e2e_reschedule_errors",
+        ):
             airflow.unpause(dag_id)
         airflow.exports = exports
         yield airflow
@@ -170,6 +193,30 @@ def test_list_export_defers_to_the_triggerer(stack, sandbox_e2e):
     assert all(r.headers.get("User-Agent", "").endswith(" aiohttp") for r in polls if r.pgid in triggerers)
     landed = list((stack.exports / "lists" / "77").glob("*/*"))
     assert len(landed) == 1 and _sha(landed[0]) == _sha(sandbox_e2e.served_file(export_id))
+
+
+def test_reschedule_mode_gives_up_after_max_transient_errors_pokes(stack, sandbox_e2e):
+    # Issue 26: the error count lived on the sensor object, new in every poke's process, so a
+    # persistent 503 ran to the sensor's timeout (600 s here; 24 h by default).
+    sandbox_e2e.inject(path="/status", kind="status", status=503, retry_after=0.05, times=10**6)
+    run_id = stack.trigger("e2e_reschedule_errors")
+    state, seen = stack.wait_run("e2e_reschedule_errors", run_id, timeout=400)
+
+    assert state == "failed" and stack.task_states("e2e_reschedule_errors", run_id)["wait"] == "failed"
+    assert "up_for_reschedule" in seen["wait"], seen
+    (export_id,) = [
+        e
+        for e in sandbox_e2e.exports
+        if sandbox_e2e.exports[e].request.get("exportName", "").startswith("e2e_reschedule_errors.")
+    ]
+    polls = _status_polls(sandbox_e2e, export_id)
+    # Three pokes (two errors tolerated, the third gives up), each the connection's three attempts,
+    # each poke from a process of its own.
+    pokes = sorted({r.pgid for r in polls})
+    assert len(polls) == 9 and len(pokes) == 3, [(round(r.at, 1), r.pid, r.pgid) for r in polls]
+    log = stack.task_log("e2e_reschedule_errors", run_id, "wait")
+    assert "(2 in a row, 2 tolerated)" in log, log[-3000:]
+    assert "Task failed with exception" in log and "HTTP 503" in log.split("Task failed with exception")[-1]
 
 
 def test_triggerer_killed_mid_wait_is_replaced(stack, sandbox_e2e):
