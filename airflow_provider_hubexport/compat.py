@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
+from airflow.sdk.bases.operator import BaseOperatorMeta
 
 try:  # Airflow >= 3.2
     from airflow.sdk.exceptions import (
@@ -67,6 +68,7 @@ __all__ = [
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseOperator",
+    "BaseOperatorMeta",
     "BaseSensorOperator",
     "HAS_RESUMABLE_JOBS",
     "PokeReturnValue",

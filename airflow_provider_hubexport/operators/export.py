@@ -10,20 +10,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_hubexport.compat import BaseOperator, ResumableJobMixin, conf
+from airflow_provider_hubexport.compat import BaseOperator, BaseOperatorMeta, ResumableJobMixin, conf
 from airflow_provider_hubexport.exceptions import HubSpotExportLimitError, HubSpotExportRequestError
 from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
 from airflow_provider_hubexport.polling import (
-    DEFAULT_BACKOFF_FACTOR,
-    DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_MAX_TRANSIENT_ERRORS,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
-    PollSchedule,
     PollState,
     check_event,
     complete_from_event,
     export_task_id_of,
+    poll_schedule,
+    seconds,
 )
 from airflow_provider_hubexport.quota import QuotaWait
 from airflow_provider_hubexport.validation import validate_export_request, validate_id
@@ -313,7 +312,48 @@ class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMi
             return None
 
 
-class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, BaseOperator):
+class LandsExportFiles:
+    """The download step, declared once for the download and the all-in-one operators: its
+    arguments (``destination``, ``unzip``, ``overwrite``, ``filename``, ``destination_conn_id``;
+    see ``HubSpotDownloadExportOperator``) and the call that lands the files and describes them on
+    the outlet Assets' events and in lineage."""
+
+    landing_template_fields: tuple[str, ...] = ("destination", "destination_conn_id", "filename")
+
+    # Not a BaseOperator: its __init__ gets default_args applied as ResumableJobMixin's does.
+    @BaseOperatorMeta._apply_defaults  # type: ignore[type-var]
+    def __init__(
+        self,
+        *,
+        destination: Any,
+        unzip: bool = False,
+        overwrite: bool = True,
+        filename: str | None = None,
+        destination_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.unzip = unzip
+        self.overwrite = overwrite
+        self.filename = filename
+
+    def land(self, context: Context, export_task_id: str) -> list[dict[str, Any]]:
+        landed = self.hook.download_export(  # type: ignore[attr-defined]
+            export_task_id,
+            self.destination,
+            unzip=self.unzip,
+            overwrite=self.overwrite,
+            filename=self.filename,
+            destination_conn_id=self.destination_conn_id,
+        )
+        record_outlet_events(context, self.outlets, export_task_id, landed)  # type: ignore[attr-defined]
+        self._ol_export_task_id, self._ol_landed = export_task_id, landed
+        return landed
+
+
+class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, LandsExportFiles, BaseOperator):
     """Downloads a COMPLETE export's file to a local directory or object storage.
 
     The XCom value is ``[{"path", "size", "sha256"}]`` for what landed. Files land atomically: a
@@ -338,9 +378,7 @@ class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, BaseOperato
 
     template_fields: Sequence[str] = (
         "export_task_id",
-        "destination",
-        "destination_conn_id",
-        "filename",
+        *LandsExportFiles.landing_template_fields,
         "hubspot_conn_id",
     )
     ui_color = "#ff7a59"
@@ -349,38 +387,19 @@ class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, BaseOperato
         self,
         *,
         export_task_id: str | int | Mapping[str, Any],
-        destination: Any,
-        unzip: bool = False,
-        overwrite: bool = True,
-        filename: str | None = None,
         hubspot_conn_id: str = "hubspot_default",
-        destination_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.export_task_id = export_task_id
-        self.destination = destination
-        self.destination_conn_id = destination_conn_id
-        self.unzip = unzip
-        self.overwrite = overwrite
-        self.filename = filename
         self.hubspot_conn_id = hubspot_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         given = self.export_task_id
         if isinstance(given, Mapping):  # the sensor's XCom value, in this release's shape or 0.1.0's
             given = export_task_id_of(given)
-        export_task_id = self._ol_export_task_id = validate_id(given, "export_task_id")
-        landed = self._ol_landed = self.hook.download_export(
-            export_task_id,
-            self.destination,
-            unzip=self.unzip,
-            overwrite=self.overwrite,
-            filename=self.filename,
-            destination_conn_id=self.destination_conn_id,
-        )
-        record_outlet_events(context, self.outlets, export_task_id, landed)
-        return landed
+        self._ol_export_task_id = validate_id(given, "export_task_id")
+        return self.land(context, self._ol_export_task_id)
 
 
 def record_outlet_events(
@@ -400,59 +419,76 @@ def record_outlet_events(
             continue  # not an Asset (e.g. an alias); Airflow records its event as usual
 
 
-class HubSpotExportOperator(HubSpotStartExportOperator):
+class WaitsForExport:
+    """The wait of the all-in-one operator, with the sensor's arguments and the sensor's code
+    (``poll_schedule``, ``check_once``, ``defer_to_trigger``): see ``HubSpotExportSensor`` for
+    ``poke_interval``, ``backoff_factor``, ``max_poke_interval``, ``timeout``, ``accept_errors``
+    and ``max_transient_errors``; durations as seconds or ``timedelta``, as the sensor takes them."""
+
+    @BaseOperatorMeta._apply_defaults  # type: ignore[type-var]
+    def __init__(
+        self,
+        *,
+        poke_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        backoff_factor: float | None = None,
+        max_poke_interval: float | timedelta | None = None,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        accept_errors: bool = False,
+        max_transient_errors: int = DEFAULT_MAX_TRANSIENT_ERRORS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.schedule = poll_schedule(poke_interval, backoff_factor, max_poke_interval)
+        self.timeout = seconds(timeout, "timeout")
+        self.accept_errors = accept_errors
+        self.max_transient_errors = max_transient_errors
+
+    def wait(self, context: Context, export_task_id: str) -> None:
+        """Until the export is final, in this task or (deferrable) on the triggerer."""
+        state = PollState(
+            export_task_id,
+            self.schedule,
+            max_transient_errors=self.max_transient_errors,
+            log=self.log,  # type: ignore[attr-defined]
+        )
+
+        def get_status() -> Any:
+            return self.hook.get_export_status(export_task_id)  # type: ignore[attr-defined]
+
+        if self.deferrable:  # type: ignore[attr-defined]
+            # The sensor's routine: check once (a transient error there means "poll again"), then defer.
+            if check_once(get_status, state, accept_errors=self.accept_errors) is None:
+                defer_to_trigger(self, state, self.hubspot_conn_id, timeout=self.timeout)  # type: ignore[attr-defined]
+        else:
+            wait_for_export(get_status, state, timeout=self.timeout, accept_errors=self.accept_errors)
+
+
+class HubSpotExportOperator(LandsExportFiles, WaitsForExport, HubSpotStartExportOperator):
     """Starts an export, waits for it and downloads its file, in one task.
 
-    Takes the start operator's request arguments, the sensor's waiting arguments and the download
-    operator's destination arguments, and reuses their code. The XCom value is the download's list
-    of ``{"path", "size", "sha256"}``. A retry reconnects to the export already started (running or
-    COMPLETE) rather than starting another; after a failed download it only downloads again.
+    Takes the start operator's request arguments, the sensor's waiting arguments (``WaitsForExport``)
+    and the download operator's destination arguments (``LandsExportFiles``), declared once and run
+    by the same code. The XCom value is the download's list of ``{"path", "size", "sha256"}``. A
+    retry reconnects to the export already started (running or COMPLETE) rather than starting
+    another; after a failed download it only downloads again.
 
     :param destination: where the file lands, and ``destination_conn_id`` its store's connection
         (see ``HubSpotDownloadExportOperator``); both are checked before the export starts.
     :param deferrable: wait on the triggerer, for the export and for HubSpot's daily limit (default
         from ``[operators] default_deferrable``); ``wait_for_quota`` and its two settings are the start
         operator's.
-    :param poke_interval: first wait between status checks, growing by ``backoff_factor`` up to
-        ``max_poke_interval``; ``timeout`` bounds the whole wait; ``accept_errors`` accepts a COMPLETE
-        export with errors (see ``HubSpotExportSensor``).
+    :param poke_interval: first wait between status checks (seconds or a ``timedelta``), growing by
+        ``backoff_factor`` up to ``max_poke_interval``; ``timeout`` bounds the whole wait;
+        ``accept_errors`` accepts a COMPLETE export with errors (see ``HubSpotExportSensor``).
     """
 
     template_fields: Sequence[str] = (
         *HubSpotStartExportOperator.template_fields,
-        "destination",
-        "destination_conn_id",
-        "filename",
+        *LandsExportFiles.landing_template_fields,
     )
 
-    def __init__(
-        self,
-        *,
-        destination: Any,
-        unzip: bool = False,
-        overwrite: bool = True,
-        filename: str | None = None,
-        poke_interval: float = DEFAULT_POLL_INTERVAL,
-        backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
-        max_poke_interval: float = DEFAULT_MAX_POLL_INTERVAL,
-        timeout: float = DEFAULT_TIMEOUT,
-        accept_errors: bool = False,
-        max_transient_errors: int = DEFAULT_MAX_TRANSIENT_ERRORS,
-        destination_conn_id: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.destination = destination
-        self.destination_conn_id = destination_conn_id
-        self.unzip = unzip
-        self.overwrite = overwrite
-        self.filename = filename
-        self.schedule = PollSchedule(
-            float(poke_interval), backoff_factor, max(max_poke_interval, poke_interval)
-        )
-        self.timeout = float(timeout.total_seconds() if isinstance(timeout, timedelta) else timeout)
-        self.accept_errors = accept_errors
-        self.max_transient_errors = max_transient_errors
         self._landed: dict[str, list[dict[str, Any]]] = {}
 
     def execute(self, context: Context) -> Any:
@@ -464,38 +500,14 @@ class HubSpotExportOperator(HubSpotStartExportOperator):
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         export_task_id = self._ol_export_task_id = validate_id(external_id, "export_task_id")
-        state = PollState(
-            export_task_id, self.schedule, max_transient_errors=self.max_transient_errors, log=self.log
-        )
-        if self.deferrable:
-            # The sensor's routine: check once (a transient error there means "poll again"), then defer.
-            done = check_once(
-                lambda: self.hook.get_export_status(export_task_id), state, accept_errors=self.accept_errors
-            )
-            if done is None:
-                defer_to_trigger(self, state, self.hubspot_conn_id, timeout=self.timeout)
-        else:
-            wait_for_export(
-                lambda: self.hook.get_export_status(export_task_id),
-                state,
-                timeout=self.timeout,
-                accept_errors=self.accept_errors,
-            )
+        self.wait(context, export_task_id)
         return self.get_job_result(export_task_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         # The mixin may ask twice (after polling, and again for its return value): download once.
         export_task_id = validate_id(external_id, "export_task_id")
         if export_task_id not in self._landed:
-            self._landed[export_task_id] = self.hook.download_export(
-                export_task_id,
-                self.destination,
-                unzip=self.unzip,
-                overwrite=self.overwrite,
-                filename=self.filename,
-                destination_conn_id=self.destination_conn_id,
-            )
-            record_outlet_events(context, self.outlets, export_task_id, self._landed[export_task_id])
+            self._landed[export_task_id] = self.land(context, export_task_id)
         self._ol_export_task_id, self._ol_landed = export_task_id, self._landed[export_task_id]
         return self._landed[export_task_id]
 
