@@ -65,6 +65,9 @@ with DAG(
     wait_for_export = HubSpotExportSensor(
         task_id="wait_for_export",
         export_task_id=EXPORT_ID,
+        # Waits on the triggerer, holding no worker slot for the minutes or hours an export takes
+        # (without it, [operators] default_deferrable decides, which is False unless set).
+        deferrable=True,
         poke_interval=POKE_INTERVAL,
         timeout=6 * 3600,
         pool=POOL,

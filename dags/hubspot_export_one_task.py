@@ -32,6 +32,7 @@ with DAG(
         export_name="deals {{ dag_run.run_after | ds }}",
         destination=EXPORT_ROOT + "/deals/{{ dag_run.run_after | ds }}",
         filename="deals",
+        deferrable=True,  # the wait (and a wait for HubSpot's daily limit) on the triggerer
         poke_interval=POKE_INTERVAL,
         retries=2,
     )

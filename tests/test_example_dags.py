@@ -85,3 +85,27 @@ def test_export_one_task(sandbox, examples):
     assert result.tasks == {"export_deals": "success"}
     (landed,) = result.xcom["export_deals"]
     assert landed["path"].endswith(".xlsx") and landed["path"].startswith(str(examples / "deals"))
+
+
+def test_the_example_waits_are_deferrable_whatever_the_default():
+    # Issue 26: in `make airflow` ([operators] default_deferrable unset) the daily DAG's sensor
+    # waited in poke mode, holding a worker slot: the examples show the wait users should copy.
+    import ast
+    from pathlib import Path
+
+    dags = Path(__file__).resolve().parent.parent / "dags"
+    waits = {"HubSpotExportSensor", "HubSpotExportOperator"}
+    seen = []
+    for path in sorted(dags.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in waits:
+                given = {k.arg: k.value for k in node.keywords}
+                assert "deferrable" in given and getattr(given["deferrable"], "value", None) is True, (
+                    f"{path.name}: {node.func.id} without deferrable=True"
+                )
+                seen.append(path.name)
+    assert sorted(seen) == [
+        "hubspot_contacts_daily.py",
+        "hubspot_export_one_task.py",
+        "hubspot_list_export.py",
+    ]
