@@ -103,7 +103,11 @@ class WaitMemory:
             return self._store.get(STATE_KEY)
         from airflow.sdk import Variable
 
-        return Variable.get(self._variable, default=None, deserialize_json=True)
+        text = Variable.get(self._variable, default=None)  # JSON read here: 3.0's deserialize_json warns
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return None  # not ours to read: the next save replaces it
 
 
 def variable_key(ti: Any) -> str:
