@@ -1,6 +1,7 @@
 """Where exported files land, and how: atomically, with safe names, never a partial file at a
 final name. Local directories get a rename on the same filesystem; other ``ObjectStoragePath``
-stores get the finished file put whole.
+stores get the finished file put whole. Two downloads of one export may run at once on one machine:
+each holds a lock on its staging files for its life, so each removes only what a dead try left.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -22,11 +24,19 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
-from airflow_provider_hubexport.object_store import check_connection, is_flat_store, put_whole, store_conn_id
+from airflow_provider_hubexport.object_store import (
+    check_connection,
+    is_flat_store,
+    put_all,
+    put_whole,
+    store_conn_id,
+    undo_journal,
+)
 
 STAGING_PREFIX = ".hubspot-"
 STAGING_SUFFIX = ".part"
 UNZIP_SUFFIX = ".unzip"  # a staging folder that a ZIP's members are extracted into
+JOURNAL_NAME = "journal"  # in a remote destination's staging folder: what a killed try would leave
 _CHUNK = 1024 * 1024
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f/\\:]")
 _EXTENSIONS = {
@@ -142,25 +152,68 @@ def hash_copy(src: Any, dst: Any) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-_LOCK_NAME = ".lock"
+def _hold(path: str) -> int | None:
+    """Lock a staging file or folder just made, for as long as its download lives; None if a
+    cleaner took it in the instant between its creation and this lock (then make another).
 
-
-def _hold(path: str) -> Any:
-    """An exclusive lock on ``path`` for as long as the returned file is open (or the process lives)."""
-    handle = open(path, "w")  # noqa: SIM115 - held open on purpose
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    return handle
-
-
-def _remove_if_abandoned(staging: Path) -> None:
-    """Remove a staging folder whose owner is gone: its lock is free. Another try of the same export
-    may be downloading on this machine right now (another worker, a second DAG): its folder stays."""
+    The lock is what tells a concurrent download of the same export (another worker, a second DAG)
+    that the staging is in use; the kernel drops it when the process ends, however it ends, so a
+    staging entry whose lock is free is provably abandoned. An flock, not a POSIX lock: it belongs
+    to this descriptor only, so the writer opening and closing the file does not release it.
+    """
     try:
-        with open(staging / _LOCK_NAME) as handle:  # no lock file: being created, or not ours
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(staging, ignore_errors=True)
-    except OSError:  # held (BlockingIOError), or gone
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner holds it, which then removes it
+        if _still_at(fd, path):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _still_at(fd: int, path: str | Path) -> bool:
+    """Whether ``path`` still names the file locked through ``fd`` (not removed, not replaced)."""
+    try:
+        here, held = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_ino, here.st_dev) == (held.st_ino, held.st_dev)
+
+
+def _made_held(make: Callable[[], str]) -> tuple[str, int]:
+    while True:  # another round only if a cleaner hit the instant between creation and lock
+        path = make()
+        fd = _hold(path)
+        if fd is not None:
+            return path, fd
+
+
+def _remove_if_abandoned(staging: Path, before: Callable[[Path], None] | None = None) -> None:
+    """Remove a staging file or folder whose owner is gone: its lock is free. Another try of the
+    same export may be downloading here right now: its staging stays. ``before`` runs first, while
+    the lock keeps anyone else from taking the same leftover."""
+    try:
+        fd = os.open(staging, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # gone, or a symlink: not ours
         return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not _still_at(fd, staging):
+            return
+        if before is not None:
+            before(staging)
+        if staging.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            staging.unlink(missing_ok=True)
+    except OSError:  # held (BlockingIOError): in use
+        return
+    finally:
+        os.close(fd)
 
 
 class Destination:
@@ -197,7 +250,7 @@ class Destination:
                 )
             self.remote = path if conn_id is None else ObjectStoragePath(text, conn_id=conn_id)
         self._staging_root: str | None = None
-        self._staging_lock: Any = None
+        self._held: dict[str, int] = {}  # staging path -> the descriptor holding its lock
 
     def __str__(self) -> str:
         return self.local_dir if self.local_dir is not None else str(self.remote)
@@ -212,7 +265,8 @@ class Destination:
 
         Local files are staged in the destination itself (a rename is then atomic); remote ones in a
         private temporary directory. Leftovers of an earlier, killed try of the same export are
-        removed here.
+        removed here (for object storage, with the uploads and staging prefixes it recorded), and
+        only those: a staging entry whose lock a live download holds is another try's, running now.
         """
         if self.local_dir is not None:
             try:
@@ -227,27 +281,36 @@ class Destination:
                     f"destination {self.local_dir!r} is not a writable directory: fix its permissions or "
                     "choose another."
                 )
-            for stale in Path(self.local_dir).glob(f"{STAGING_PREFIX}{task_id}-*{STAGING_SUFFIX}"):
-                stale.unlink(missing_ok=True)
-            for stale in Path(self.local_dir).glob(f"{STAGING_PREFIX}{task_id}-*{UNZIP_SUFFIX}"):
-                shutil.rmtree(stale, ignore_errors=True)
+            for pattern in (STAGING_SUFFIX, UNZIP_SUFFIX):
+                for stale in Path(self.local_dir).glob(f"{STAGING_PREFIX}{task_id}-*{pattern}"):
+                    _remove_if_abandoned(stale)  # a killed try's, not a live one's
             return self.local_dir
         self.check_connection()
         if not is_flat_store(self.remote.fs):  # e.g. SFTP: folders are real
             self.remote.mkdir(parents=True, exist_ok=True)
+        fs = self.remote.fs
         for stale in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}{task_id}-*"):
-            _remove_if_abandoned(stale)  # a killed try's download
-        self._staging_root = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{task_id}-")
-        self._staging_lock = _hold(os.path.join(self._staging_root, _LOCK_NAME))
-        return self._staging_root
+            _remove_if_abandoned(stale, lambda folder: undo_journal(fs, str(folder / JOURNAL_NAME)))
+        root, fd = _made_held(lambda: tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{task_id}-"))
+        self._held[root] = fd
+        self._staging_root = root
+        return root
+
+    @property
+    def _journal(self) -> str | None:
+        return None if self._staging_root is None else os.path.join(self._staging_root, JOURNAL_NAME)
+
+    def _release(self, path: str) -> None:
+        fd = self._held.pop(path, None)
+        if fd is not None:
+            os.close(fd)
 
     def cleanup(self) -> None:
         if self._staging_root is not None:
             shutil.rmtree(self._staging_root, ignore_errors=True)
             self._staging_root = None
-        if self._staging_lock is not None:
-            self._staging_lock.close()
-            self._staging_lock = None
+        for path in list(self._held):
+            self._release(path)
 
     def _target(self, parts: list[str]) -> Any:
         if self.local_dir is not None:
@@ -273,21 +336,32 @@ class Destination:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.chmod(staged.path, 0o644)
             os.replace(staged.path, target)
+            self._release(staged.path)
         else:
             try:
-                put_whole(target.fs, staged.path, target.path)
+                put_whole(target.fs, staged.path, target.path, journal=self._journal)
             finally:
                 os.remove(staged.path)
+                self._release(staged.path)
         return {"path": str(target), "size": staged.size, "sha256": staged.sha256}
 
     def staged_name(self, task_id: str) -> str:
+        """A new staging file, held (see ``_hold``) until it lands or the download ends."""
         assert self.local_dir is not None or self._staging_root is not None
-        fd, path = tempfile.mkstemp(
-            dir=self.local_dir or self._staging_root,
-            prefix=f"{STAGING_PREFIX}{task_id}-",
-            suffix=STAGING_SUFFIX,
-        )
-        os.close(fd)
+        for gone in [p for p, fd in self._held.items() if not _still_at(fd, p)]:  # an earlier attempt's
+            self._release(gone)
+
+        def make() -> str:
+            fd, path = tempfile.mkstemp(
+                dir=self.local_dir or self._staging_root,
+                prefix=f"{STAGING_PREFIX}{task_id}-",
+                suffix=STAGING_SUFFIX,
+            )
+            os.close(fd)
+            return path
+
+        path, fd = _made_held(make)
+        self._held[path] = fd
         return path
 
     def extract(
@@ -295,7 +369,8 @@ class Destination:
     ) -> list[dict[str, Any]]:
         """Land every member of a ZIP, or none: refuse the whole archive if any member would escape;
         extract all members into a staging folder (in the destination when it is local), checking
-        each one's CRC, and only then move them to their final names. The folder is always removed."""
+        each one's CRC, and only then move them to their final names. The folder is always removed.
+        On object storage, which has no multi-key rename, ``put_all`` says how far "or none" goes."""
         with zipfile.ZipFile(archive) as zf:
             members = [i for i in zf.infolist() if not i.is_dir()]
             unsafe = [i.filename for i in members if member_parts(i.filename) is None or _is_symlink(i)]
@@ -316,11 +391,14 @@ class Destination:
                         f"{', '.join(existing[:5])} already exist(s) and overwrite=False: remove them or pass "
                         "overwrite=True."
                     )
-            staging = tempfile.mkdtemp(
-                dir=self.local_dir or self._staging_root,
-                prefix=f"{STAGING_PREFIX}{task_id}-",
-                suffix=UNZIP_SUFFIX,
+            staging, fd = _made_held(
+                lambda: tempfile.mkdtemp(
+                    dir=self.local_dir or self._staging_root,
+                    prefix=f"{STAGING_PREFIX}{task_id}-",
+                    suffix=UNZIP_SUFFIX,
+                )
             )
+            self._held[staging] = fd
             try:
                 staged = []
                 for n, info in enumerate(members):
@@ -334,9 +412,22 @@ class Destination:
                             "extracted; download again to retry."
                         ) from None
                     staged.append(StagedFile(path, size, digest))
+                if self.local_dir is not None:
+                    return [
+                        self.land(file, parts, overwrite=True)
+                        for file, parts in zip(staged, targets, strict=True)
+                    ]
+                finals = [self._target(parts) for parts in targets]
+                put_all(
+                    self.remote.fs,
+                    [(file.path, final.path) for file, final in zip(staged, finals, strict=True)],
+                    self._target([os.path.basename(staging)]).path,
+                    journal=self._journal,
+                )
                 return [
-                    self.land(file, parts, overwrite=True)
-                    for file, parts in zip(staged, targets, strict=True)
+                    {"path": str(final), "size": file.size, "sha256": file.sha256}
+                    for file, final in zip(staged, finals, strict=True)
                 ]
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
+                self._release(staging)
