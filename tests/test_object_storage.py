@@ -16,9 +16,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import zipfile
+from datetime import timedelta
 
 import pytest
 from conftest import CONTACTS
@@ -76,6 +78,14 @@ def objects(s3, prefix=""):
 
 def uploads(s3):
     return [u["Key"] for u in s3.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])]
+
+
+def _parts(s3):
+    listing = s3.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
+    return sum(
+        len(s3.list_parts(Bucket=s3.bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
+        for u in listing
+    )
 
 
 def body(s3, key):
@@ -221,21 +231,25 @@ def test_download_killed_halfway_leaves_nothing_and_the_retry_lands_it(sandbox, 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_upload_stopped_midway_leaves_no_object_and_no_incomplete_upload(
-    sig, sandbox, hook, complete, s3, tmp_path
+    sig, sandbox, hook, complete, s3, tmp_path, monkeypatch
 ):
     sandbox.packaging = Packaging(zip_over_bytes=10**12, rows_per_file=10**9)
     task_id = complete(row_count=2_500_000)  # about 100 MB: six parts
     size = os.path.getsize(sandbox.served_file(task_id))
     destination = f"s3://{s3.bucket}/stopped"
     proc = _child(task_id, destination, tmp_path)
-    _until(lambda: uploads(s3) != [], "a multipart upload in progress", proc)
+    # With a part sent the upload shows a sign of life (moto reports every upload as initiated in
+    # 2010, so one without a part would look abandoned by age alone): only its record in the killed
+    # try's staging folder says it is ours to abort.
+    _until(lambda: _parts(s3) > 0, "a part of the multipart upload sent", proc)
     proc.send_signal(sig)
     code = proc.wait(60)
     assert code != 0 and objects(s3) == {}
     if sig == signal.SIGTERM:  # the task's own handler aborted its upload
         assert uploads(s3) == [], "SIGTERM left an incomplete multipart upload"
-    else:  # nothing runs in a SIGKILLed process: the next try aborts what it left
+    else:  # nothing runs in a SIGKILLed process: the next try on this machine aborts what it left
         assert len(uploads(s3)) == 1
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the machine's temp dir, as the child's
         (landed,) = hook.download_export(task_id, destination, destination_conn_id=CONN_ID)
         assert landed["size"] == size and list(objects(s3).values()) == [size]
         assert uploads(s3) == []
@@ -327,3 +341,175 @@ def test_a_staging_folder_in_use_is_kept_and_an_abandoned_one_removed(s3, tmp_pa
     busy.cleanup()
     later.cleanup()
     assert list(tmp_path.iterdir()) == []
+
+
+# -- unzip on object storage: all members or none ------------------------------------------------
+ZIPPED = Packaging(zip_over_bytes=10_000, rows_per_file=400)  # 1000 rows: a ZIP of 3 CSVs
+BEFORE = {"all/contacts-1.csv": b"the day before, 1\n", "all/contacts-2.csv": b"the day before, 2\n"}
+WRITES = {"put_object", "complete_multipart_upload", "copy_object"}  # the calls that make an object
+
+
+def _fail_write(monkeypatch, nth, *, final_keys_only, after_it_happened=False):
+    """Make the ``nth`` call that writes an object (to a final key only, or to any key) fail: before
+    it reaches S3, or after S3 did it (a reply lost on the way back)."""
+    from s3fs import S3FileSystem
+
+    call_s3 = S3FileSystem._call_s3
+    counted = []
+
+    async def failing(self, method, *args, **kwargs):
+        key = kwargs.get("Key", "")
+        fails = False
+        if method in WRITES and not (final_keys_only and "/.hubspot-" in key):
+            counted.append(key)
+            fails = len(counted) == nth
+        if fails and not after_it_happened:
+            raise OSError(f"injected: {method} {key}")
+        result = await call_s3(self, method, *args, **kwargs)
+        if fails:
+            raise OSError(f"injected after it happened: {method} {key}")
+        return result
+
+    _patch_calls(monkeypatch, failing)
+    return counted
+
+
+def _patch_calls(monkeypatch, call):
+    """Route every S3 call through ``call``: s3fs's own (``_call_s3``) and ours (``call_s3``, its
+    blocking twin, which wraps the original function and would bypass a patch of the first)."""
+    from fsspec.asyn import sync_wrapper
+    from s3fs import S3FileSystem
+
+    monkeypatch.setattr(S3FileSystem, "_call_s3", call)
+    monkeypatch.setattr(S3FileSystem, "call_s3", sync_wrapper(call))
+
+
+def _yesterday(s3):
+    for key, data in BEFORE.items():
+        s3.put_object(Bucket=s3.bucket, Key=key, Body=data)
+
+
+def _as_before(s3):
+    assert objects(s3) == {key: len(data) for key, data in BEFORE.items()}  # contacts-3.csv never appears
+    assert {key: body(s3, key) for key in BEFORE} == BEFORE
+    assert uploads(s3) == []
+
+
+def test_unzip_whose_upload_fails_midway_leaves_the_final_keys_as_they_were(
+    sandbox, hook, complete, s3, monkeypatch
+):
+    sandbox.packaging = ZIPPED
+    task_id = complete(row_count=1000)
+    _yesterday(s3)
+    written = _fail_write(monkeypatch, 2, final_keys_only=False)  # the second member's upload
+    with pytest.raises(OSError, match="injected"):
+        hook.download_export(
+            task_id,
+            f"s3://{s3.bucket}/all",
+            unzip=True,
+            filename="contacts",
+            destination_conn_id=CONN_ID,
+            max_attempts=1,
+        )
+    assert len(written) == 2
+    _as_before(s3)
+
+
+def test_unzip_whose_last_step_fails_midway_puts_back_what_was_there(
+    sandbox, hook, complete, s3, monkeypatch
+):
+    sandbox.packaging = ZIPPED
+    task_id = complete(row_count=1000)
+    _yesterday(s3)
+    # The third final key is written, but its reply is lost: two keys replaced and one new, by then.
+    written = _fail_write(monkeypatch, 3, final_keys_only=True, after_it_happened=True)
+    with pytest.raises(OSError, match="injected"):
+        hook.download_export(
+            task_id,
+            f"s3://{s3.bucket}/all",
+            unzip=True,
+            filename="contacts",
+            destination_conn_id=CONN_ID,
+            max_attempts=1,
+        )
+    assert written[:3] == ["all/contacts-1.csv", "all/contacts-2.csv", "all/contacts-3.csv"]
+    _as_before(s3)
+
+
+# -- uploads of other writers on the same key -----------------------------------------------------
+def _other_writer(s3, key):
+    """Another task's multipart upload of ``key``, alive: it has just sent a part."""
+    upload_id = s3.create_multipart_upload(Bucket=s3.bucket, Key=key)["UploadId"]
+    part = s3.upload_part(Bucket=s3.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"theirs")
+    return upload_id, part["ETag"]
+
+
+def _finish(s3, key, upload_id, etag):
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    s3.complete_multipart_upload(Bucket=s3.bucket, Key=key, UploadId=upload_id, MultipartUpload=parts)
+
+
+def _store(s3):
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(f"s3://{s3.bucket}/", conn_id=CONN_ID).fs
+
+
+def test_our_put_leaves_another_writers_live_upload_on_the_key_alone(sandbox, hook, complete, s3):
+    sandbox.packaging = Packaging(zip_over_bytes=10**12, rows_per_file=10**9)
+    task_id = complete(row_count=300)
+    key = "live/contacts.csv"
+    upload_id, etag = _other_writer(s3, key)
+    (landed,) = hook.download_export(
+        task_id, f"s3://{s3.bucket}/live", destination_conn_id=CONN_ID, filename="contacts"
+    )
+    assert landed["path"].endswith(key) and uploads(s3) == [key]
+    _finish(s3, key, upload_id, etag)  # the other writer can still finish: the last to finish wins
+    assert body(s3, key) == b"theirs"
+
+
+def test_our_failed_put_aborts_our_upload_only(s3, tmp_path, monkeypatch):
+    from airflow_provider_hubexport import object_store
+
+    monkeypatch.setattr(object_store, "UPLOAD_PART_BYTES", 5 * 1024 * 1024)  # S3's smallest part
+    local = tmp_path / "export.csv"
+    local.write_bytes(os.urandom(11 * 1024 * 1024))  # three parts
+    key = "failed/contacts.csv"
+    upload_id, etag = _other_writer(s3, key)
+    from s3fs import S3FileSystem
+
+    call_s3 = S3FileSystem._call_s3
+    ours = []
+
+    async def failing(self, method, *args, **kwargs):
+        if method == "upload_part" and kwargs.get("UploadId") != upload_id:
+            ours.append(kwargs["PartNumber"])
+            if len(ours) == 2:
+                raise OSError("injected: the network went away")
+        return await call_s3(self, method, *args, **kwargs)
+
+    _patch_calls(monkeypatch, failing)
+    with pytest.raises(OSError, match="injected"):
+        object_store.put_whole(_store(s3), str(local), f"{s3.bucket}/{key}")
+    listing = s3.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
+    assert [u["UploadId"] for u in listing] == [upload_id]  # ours aborted, theirs alive
+    _finish(s3, key, upload_id, etag)
+    assert body(s3, key) == b"theirs" and objects(s3) == {key: 6}
+
+
+def test_an_upload_without_a_sign_of_life_for_the_bound_is_aborted(s3, tmp_path, monkeypatch):
+    from airflow_provider_hubexport import object_store
+
+    key = "stale/contacts.csv"
+    upload_id, _ = _other_writer(s3, key)
+    store_now = object_store._store_now
+    # The same listing read a day later: the upload's last part is older than the bound.
+    monkeypatch.setattr(
+        object_store,
+        "_store_now",
+        lambda response: store_now(response) + object_store.ABANDONED_AFTER + timedelta(minutes=1),
+    )
+    local = tmp_path / "export.csv"
+    local.write_bytes(b"email\nann@example.com\n")
+    object_store.put_whole(_store(s3), str(local), f"{s3.bucket}/{key}")
+    assert uploads(s3) == [] and body(s3, key) == local.read_bytes()
