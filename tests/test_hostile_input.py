@@ -98,7 +98,15 @@ def test_destinations(sandbox, hook, kwargs, message):
     assert sandbox.requests == []
 
 
-def test_count():
-    total = len(IDS) + len(REQUESTS) + 4 + 3 + 5
-    print(f"\nhostile and bad input cases: {total}")
-    assert total >= 50
+@pytest.mark.parametrize("bad", IDS, ids=[repr(i)[:20] for i in IDS])
+async def test_ids_on_the_triggerer(sandbox, connect, bad):
+    """The deferrable path checks the id too: the trigger's wait ends in one error event, final
+    (not retryable), naming the field, and nothing reaches HubSpot."""
+    from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
+
+    connect()
+    trigger = HubSpotExportTrigger(export_task_id=bad, poll_interval=0)
+    (event,) = [event.payload async for event in trigger.run()]
+    assert event["status"] == "error" and not event["retryable"], event
+    assert "export_task_id" in event["message"] and "positive integer" in event["message"], event
+    assert sandbox.requests == []

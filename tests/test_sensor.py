@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import types
+
 import pytest
 from conftest import SECRET_TOKEN
 from dagrun import assert_failed_with, run_dag
@@ -29,6 +32,7 @@ MODES = {
     "deferrable": {"deferrable": True},
 }
 FAST = {"poke_interval": 0.2, "max_poke_interval": 0.5}
+TIMEOUT = 60  # a test whose outcome is the timeout makes it pass: _deadline_passes_once_the_trigger_polled
 
 
 @pytest.fixture
@@ -127,18 +131,34 @@ def test_403_fails_at_once_without_retrying(sandbox, start):
     assert len(sandbox.api_requests("/status")) == 1
 
 
+def _deadline_passes_once_the_trigger_polled(monkeypatch, sandbox, task_id, by: float) -> None:
+    """The trigger's clock (dag.test() runs the trigger in this process) jumps ``by`` seconds once
+    the sandbox has seen the trigger's first poll: its deadline passes after that poll, however long
+    dag.test() took to pick the trigger up. Before the jump it is the real clock, so a trigger that
+    never polls still times out, ``by`` seconds after the deferral (a hang guard, not a measure)."""
+    import airflow_provider_hubexport.triggers.export as module
+
+    real = time.time
+
+    def now() -> float:
+        return real() + (by if "aiohttp" in _agents(sandbox, task_id) else 0.0)
+
+    monkeypatch.setattr(module, "time", types.SimpleNamespace(time=now))
+
+
 @pytest.mark.parametrize("soft_fail,expected", [(False, "failed"), (True, "skipped")])
-def test_deferrable_timeout(sandbox, start, soft_fail, expected):
+def test_deferrable_timeout(sandbox, start, monkeypatch, soft_fail, expected):
     task_id = start(pending_seconds=3600)
-    # Long enough for the trigger to poll before its deadline on a loaded machine (1.5 s was not).
+    _deadline_passes_once_the_trigger_polled(monkeypatch, sandbox, task_id, by=TIMEOUT)
     result = _wait(
-        f"timeout_{soft_fail}", task_id, deferrable=True, timeout=8, soft_fail=soft_fail, retries=2
+        f"timeout_{soft_fail}", task_id, deferrable=True, timeout=TIMEOUT, soft_fail=soft_fail, retries=2
     )
     assert result.tasks == {"wait": expected}
     assert result.tries["wait"] == 1  # a sensor timeout is not retried
     if expected == "failed":
-        assert_failed_with(result, "wait", HubSpotExportTimeoutError, rf"{task_id}.*8")
-    assert _agents(sandbox, task_id)[1:] and set(_agents(sandbox, task_id)[1:]) == {"aiohttp"}
+        assert_failed_with(result, "wait", HubSpotExportTimeoutError, rf"{task_id}.*timeout of {TIMEOUT} s")
+    # The check before deferring, then exactly one poll of the trigger's: the deadline ended the wait.
+    assert _agents(sandbox, task_id) == ["requests", "aiohttp"]
 
 
 @pytest.mark.parametrize("soft_fail,expected", [(False, "failed"), (True, "skipped")])
@@ -220,6 +240,7 @@ def test_deferrable_defaults_from_config(monkeypatch):
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
         )
+        assert out.returncode == 0 and out.stdout.strip(), out.stderr[-2000:]  # it ran: it said something
         assert out.stdout.strip().splitlines()[-1] == value, out.stderr[-1000:]
 
 

@@ -30,6 +30,22 @@ async def _events(trigger):
     return [event.payload async for event in trigger.run()]
 
 
+HANG_GUARD = 60.0  # seconds: only so that a wait that never ends fails; nothing is timed by it
+
+
+async def _until(condition, what: str, run: asyncio.Future) -> None:
+    """Waits until ``condition()`` holds (what the sandbox has seen): fails the test, naming
+    ``what``, if the wait ``run`` ended first or the hang guard is reached."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + HANG_GUARD
+    while not condition():
+        if run.done():
+            pytest.fail(f"{what}: never seen; the wait ended first with {run.result()!r}")
+        if loop.time() > give_up:
+            pytest.fail(f"{what}: not seen in {HANG_GUARD:.0f} s")
+        await asyncio.sleep(0.01)
+
+
 async def test_success_event_without_signed_url(sandbox, start):
     task_id = start(pending_polls=1, processing_polls=1)
     (event,) = await _events(_trigger(task_id))
@@ -73,28 +89,41 @@ async def test_transient_errors_bounded(sandbox, start):
     assert len(sandbox.api_requests("/status")) == 8  # two polls of four attempts
 
 
-def _record_async_sleeps(monkeypatch) -> list[float]:
-    """The waits the trigger asks of ``asyncio.sleep`` (its module's only), still waited for real."""
-    import airflow_provider_hubexport.triggers.export as module
+class _TriggerClock:
+    """The trigger module's clock, still but for the sleeps the trigger asks for: each moves it on
+    by what was asked (and yields to the loop once). The deadline falls where the test puts it,
+    whatever reading the connection or a poll costs on a loaded machine."""
 
-    asked: list[float] = []
-    real_sleep = asyncio.sleep
+    def __init__(self, monkeypatch) -> None:
+        import airflow_provider_hubexport.triggers.export as module
 
-    async def sleep(seconds: float) -> None:
-        asked.append(seconds)
-        await real_sleep(seconds)
+        self.now = 1_000_000.0
+        self.asked: list[float] = []
+        real_sleep = asyncio.sleep
 
-    monkeypatch.setattr(module, "asyncio", types.SimpleNamespace(sleep=sleep))
-    return asked
+        async def sleep(seconds: float) -> None:
+            self.asked.append(seconds)
+            self.now += seconds
+            await real_sleep(0)
+
+        monkeypatch.setattr(module, "time", types.SimpleNamespace(time=lambda: self.now))
+        monkeypatch.setattr(module, "asyncio", types.SimpleNamespace(sleep=sleep))
 
 
-async def test_timeout_event(sandbox, start, monkeypatch):
+@pytest.mark.parametrize(
+    "poll_interval,sleeps,polls",
+    [(30, [0.7], 0), (0.5, [0.5, 0.2], 1)],
+    ids=["deadline-before-the-first-poll", "deadline-between-polls"],
+)
+async def test_timeout_event(sandbox, start, monkeypatch, poll_interval, sleeps, polls):
     task_id = start(pending_seconds=3600)
-    asked = _record_async_sleeps(monkeypatch)
-    # A 30 s poll interval and a 0.7 s deadline: the wait ends at the deadline, not an interval later.
-    (event,) = await _events(_trigger(task_id, poll_interval=30, deadline=time.time() + 0.7, timeout=0.7))
+    clock = _TriggerClock(monkeypatch)
+    trigger = _trigger(task_id, poll_interval=poll_interval, deadline=clock.now + 0.7, timeout=0.7)
+    (event,) = await _events(trigger)
     assert event["status"] == "timeout" and "0.7" in event["message"]
-    assert asked and max(asked) <= 0.7  # never slept past the deadline
+    # It slept to the deadline and stopped there: not an interval past it, and no poll after it.
+    assert clock.asked == pytest.approx(sleeps, abs=1e-6)
+    assert len(sandbox.api_requests("/status")) == polls
 
 
 async def test_serialize_round_trip(sandbox, start):
@@ -115,10 +144,7 @@ async def test_serialize_round_trip(sandbox, start):
 async def test_session_closed_when_cancelled_mid_wait(sandbox, start):
     task_id = start(pending_seconds=3600)
     run = asyncio.ensure_future(_events(_trigger(task_id, poll_interval=0.05)))
-    for _ in range(200):  # until the first poll has gone out (bounded: 10 s)
-        if sandbox.api_requests("/status"):
-            break
-        await asyncio.sleep(0.05)
+    await _until(lambda: sandbox.api_requests("/status"), "the trigger's first poll", run)
     loop = asyncio.get_running_loop()
     session = _SharedSession._by_loop[loop].session
     assert not session.closed
@@ -137,21 +163,20 @@ async def test_connection_reused_across_polls(sandbox, start):
     assert len(sandbox.api_requests("/status")) == 6 and len(peers) == 1
 
 
-async def test_triggers_on_one_loop_share_a_session(sandbox, start):
+async def test_triggers_on_one_loop_share_a_session(sandbox, start, monkeypatch):
     ids = [start(pending_polls=2, processing_polls=1) for _ in range(20)]
-    seen_sessions = set()
+    handed_out = []  # the session each wait got, as it got it (no sampling to miss one)
+    acquire = _SharedSession.acquire
 
-    async def watch():
-        for _ in range(100):
-            for shared in _SharedSession._by_loop.values():
-                seen_sessions.add(id(shared.session))
-            await asyncio.sleep(0.01)
+    def recording_acquire():
+        handed_out.append(acquire())
+        return handed_out[-1]
 
-    watcher = asyncio.ensure_future(watch())
+    monkeypatch.setattr(_SharedSession, "acquire", recording_acquire)
     events = await asyncio.gather(*(_events(_trigger(t)) for t in ids))
-    watcher.cancel()
     assert all(e[0]["status"] == "success" for e in events)
-    assert len(seen_sessions) == 1 and not _SharedSession._by_loop
+    assert len(handed_out) == 20 and len({id(s) for s in handed_out}) == 1
+    assert handed_out[0].closed and not _SharedSession._by_loop  # closed by the last one out
 
 
 async def test_concurrent_oauth_refresh_happens_once(sandbox, connect):
@@ -217,23 +242,22 @@ async def test_two_hour_export_costs_tens_of_calls(sandbox, start, monkeypatch, 
 
 async def test_restart_from_serialized_form_resumes_the_wait(sandbox, start):
     """A triggerer dies mid-wait; another rebuilds the trigger from what was stored and finishes."""
-    task_id = start(pending_polls=3, processing_polls=1)
-    first = _trigger(task_id, deadline=time.time() + 60, timeout=60)
+    task_id = start(pending_polls=1, processing_polls=0)  # PENDING to its first poll, then COMPLETE
+    # A first wait of 0.05 s, the next 50 s: the first trigger is surely sleeping after one poll.
+    first = _trigger(task_id, backoff_factor=1000, max_poll_interval=3600, deadline=time.time() + 3600)
     stored = json.loads(json.dumps(first.serialize()))  # what the metadata database holds
     run = asyncio.ensure_future(_events(first))
-    for _ in range(200):  # until it has polled twice (bounded: 10 s)
-        if len(sandbox.api_requests("/status")) >= 2:
-            break
-        await asyncio.sleep(0.05)
+    await _until(lambda: sandbox.api_requests("/status"), "the first trigger's poll", run)
     run.cancel()  # the event loop goes away mid-wait
     with pytest.raises(asyncio.CancelledError):
         await run
-    polls_before = len(sandbox.api_requests("/status"))
+    assert len(sandbox.api_requests("/status")) == 1  # the first trigger polled, once
     classpath, kwargs = stored
     module, _, name = classpath.rpartition(".")
     revived = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
     assert revived.started_at == first.started_at and revived.deadline == first.deadline
     (event,) = await _events(revived)
     assert event["status"] == "success" and event["export"]["export_task_id"] == task_id
-    assert len(sandbox.api_requests("/status")) > polls_before
+    # The revived wait made the one poll that was left (COMPLETE), and only that one.
+    assert len(sandbox.api_requests("/status")) == 2
     assert len(sandbox.api_requests("/async", method="POST")) == 1
