@@ -60,7 +60,18 @@ def get_provider_info() -> dict[str, Any]:
                     "api_version": {
                         "label": "API version",
                         "description": "Empty: v3 (paths /crm/v3/exports/...); or 2026-03 (date-versioned paths).",
-                        "schema": {"type": ["string", "null"], "enum": ["v3", "2026-03", None]},
+                        # No default: it would be saved in every connection, and Airflow's secrets
+                        # masker warns about so short a value. A new connection starts at null, which
+                        # Airflow's select (3.2+) labels from values_display (else it shows "null").
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": [None, "v3", "2026-03"],
+                            "values_display": {
+                                "null": "Default (v3)",
+                                "v3": "v3 (/crm/v3/exports/...)",
+                                "2026-03": "2026-03 (/crm/exports/2026-03/...)",
+                            },
+                        },
                     },
                     "client_id": {
                         "label": "OAuth client id",

@@ -5,6 +5,16 @@ The sync hook (requests) and the async hook (aiohttp) both build their requests 
 responses through these functions, so the two transports cannot drift apart.
 
 Import direction: validation <- api <- errors; this module imports validation, never errors.
+
+Ids. HubSpot's documentation names two: starting an export (``POST .../export/async``) answers
+with an ``id`` it calls the export's *task* id, which the status call takes
+(``GET .../export/async/tasks/{taskId}/status``); describing an export (``GET .../export/{exportId}``)
+takes an *export* id. The provider calls the first ``export_task_id`` everywhere (XCom, events,
+the hooks' parameters) and the second ``export_id``. Whether HubSpot gives an export the same
+number for both is not verified against HubSpot: the sandbox serves both under one id, so the
+tests cannot tell. The provider asks for an export's description under its task id only for
+lineage (its record count, and what a download-only task exported), and does without it when
+HubSpot answers 404.
 """
 
 from __future__ import annotations
@@ -79,6 +89,7 @@ def status_request(api_version: str, export_task_id: Any) -> ApiRequest:
 
 
 def get_export_request(api_version: str, export_id: Any) -> ApiRequest:
+    """``GET .../export/{exportId}``, HubSpot's description of an export (see "Ids" above)."""
     eid = validate_id(export_id, "export_id")
     return ApiRequest("GET", f"{_export_base(api_version)}/{eid}", describe=f"export {eid}")
 
@@ -152,8 +163,9 @@ def error_text(err: Any) -> str:
 class ExportStatus:
     """An export task's status as HubSpot reported it.
 
-    ``export_task_id`` is the id HubSpot returned when the export started: neither Airflow's task id
-    nor the ``exportId`` of ``GET /crm/v3/exports/export/{exportId}``.
+    ``export_task_id`` is the id HubSpot returned when the export started (see "Ids" above), not
+    Airflow's task id; whether it also is the ``exportId`` of ``GET .../export/{exportId}`` is not
+    verified.
 
     ``result_url`` is a short-lived signed credential: it is left out of ``repr`` and ``to_dict``,
     so a status can be logged, put in XCom or sent in a trigger event without leaking it.

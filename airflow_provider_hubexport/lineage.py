@@ -96,7 +96,8 @@ def task_lineage(
     after the download, also after a deferral) and, for a task that succeeded, at most two quick
     calls: the portal id (unless the connection's ``portal_id`` extra gives it) and, once files
     landed, the export's description (its record count; what was exported when the task did not
-    start the export itself). A failed task makes no call: HubSpot may be why it failed."""
+    start the export itself; asked under the export task id, see below). A failed task makes no
+    call: HubSpot may be why it failed."""
     import dataclasses
 
     from airflow_provider_hubexport.hooks.retry import RetryPolicy
@@ -115,6 +116,9 @@ def task_lineage(
         )
         portal_id = quick.get_portal_id()
         if export_task_id and landed is not None:
+            # Asked under the export task id: HubSpot's documentation takes an export id here, and
+            # whether the two are the same number is not verified (api.py, "Ids"). A 404 (or any
+            # other failure) leaves lineage without the description, never the task failed.
             try:
                 description = quick.get_export(export_task_id)
             except Exception as err:  # noqa: BLE001 - lineage without it rather than no lineage

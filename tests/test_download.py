@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -400,3 +401,40 @@ def test_stale_unzip_staging_folder_of_a_killed_try_is_removed(sandbox, hook, co
     (stale / "0.part").write_bytes(b"half")
     landed = hook.download_export(task_id, tmp_path, unzip=True)
     assert _listing(tmp_path) == sorted(os.path.basename(f["path"]) for f in landed)
+
+
+class _Log:
+    """The lines a Progress writes, as the task log shows them."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, message, *args):
+        self.lines.append(message % args)
+
+
+@pytest.mark.parametrize(
+    "size,shown",
+    [(512, "512 bytes"), (34_327, "34.3 KB"), (5_300_000, "5.3 MB"), (2_100_000_000, "2.1 GB")],
+)
+def test_progress_reads_in_units_that_fit_and_a_finished_download_has_no_eta(size, shown):
+    from airflow_provider_hubexport.hooks.download import Progress
+
+    log = _Log()
+    Progress(log, "contacts.csv", size).update(size, final=True)
+    (line,) = log.lines
+    assert line.startswith(f"contacts.csv: {shown} of {shown} (100%) at ")
+    assert re.search(r" at \d+(\.\d)? (bytes|KB|MB|GB)/s$", line) and "ETA" not in line
+
+
+def test_progress_of_a_running_download_has_an_eta_and_of_an_unknown_size_none():
+    from airflow_provider_hubexport.hooks.download import Progress
+
+    log = _Log()
+    Progress(log, "deals.xlsx", 10_000_000, every=0).update(2_500_000)
+    Progress(log, "deals.csv", None, every=0).update(2048)
+    running, unknown = log.lines
+    assert running.startswith("deals.xlsx: 2.5 MB of 10.0 MB (25%) at ") and re.search(
+        r", ETA \d+ s$", running
+    )
+    assert unknown.startswith("deals.csv: 2.0 KB at ") and "ETA" not in unknown and "%" not in unknown

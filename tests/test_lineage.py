@@ -197,3 +197,26 @@ with DAG({dag_id}, schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as d
     # 'hubspot' beside the 'hubspot://<portal>' its successes report.
     assert failed["inputs"] == [] and failed["outputs"] == []
     assert env.api_requests("/account-info") == [] and env.api_requests(f"/export/{task_id}") == []
+
+
+def test_a_download_whose_export_hubspot_does_not_describe_reports_its_outputs(sandbox, hook, tmp_path):
+    """The download asks for the export's description under the export task id, which HubSpot's
+    documentation does not promise is the export id (api.py, "Ids"): a 404 there leaves lineage
+    with the outputs alone, and the task as it was."""
+    from conftest import CONTACTS
+
+    from airflow_provider_hubexport.lineage import task_lineage
+
+    sandbox.plan_next(pending_polls=0, processing_polls=0, row_count=5)
+    export_task_id = hook.start_export(CONTACTS)
+    landed = hook.download_export(export_task_id, tmp_path)
+    sandbox.inject("status", status=404, path=f"/export/{export_task_id}", times=1)
+    lineage = task_lineage(
+        hook, export_task_id=export_task_id, request=None, landed=landed, destination=str(tmp_path)
+    )
+    assert len(sandbox.api_requests(f"/export/{export_task_id}", method="GET")) == 1  # asked, once
+    assert lineage.inputs == [] and [(o.namespace, o.name) for o in lineage.outputs] == [
+        ("file", str(tmp_path))
+    ]
+    assert lineage.outputs[0].outputFacets["outputStatistics"].rowCount is None
+    assert lineage.run_facets[RUN_FACET].exportTaskId == export_task_id

@@ -120,6 +120,12 @@ def _schedule(*args):
     PollSchedule(*args)
 
 
+def _poll_schedule(*args, **kwargs):
+    from airflow_provider_hubexport.polling import poll_schedule
+
+    poll_schedule(*args, **kwargs)
+
+
 def _retry(**kwargs):
     from airflow_provider_hubexport.hooks.retry import RetryPolicy
 
@@ -142,6 +148,14 @@ def _async_hook(**kwargs):
     from airflow_provider_hubexport.hooks.hubspot_async import HubSpotAsyncHook
 
     HubSpotAsyncHook(**kwargs)
+
+
+def _async_run(*args):
+    import asyncio
+
+    from airflow_provider_hubexport.hooks.hubspot_async import HubSpotAsyncHook
+
+    asyncio.run(HubSpotAsyncHook().run(*args))
 
 
 def _get_conn_with_headers(tmp_path, monkeypatch):
@@ -231,6 +245,12 @@ CASES = [
     ),
     ("api_version", lambda: _settings(api_version="v4"), "'api_version'", r"Leave it empty for v3"),
     (
+        "verify",
+        lambda: _settings(verify="flase"),
+        "'verify'",
+        r"give the path of your CA bundle, or set false",
+    ),
+    (
         "oauth-partial",
         lambda: _settings(client_id="id"),
         "client_secret, refresh_token",
@@ -241,6 +261,20 @@ CASES = [
     # the hooks and run()
     ("hook-auth_type", lambda: _hook(auth_type=object), "auth_type", r"remove it"),
     ("async-hook-auth_type", lambda: _async_hook(auth_type=object), "auth_type", r"remove it"),
+    ("async-hook-retry_limit", lambda: _async_hook(retry_limit=0), "retry_limit", r"such as 3"),
+    ("async-hook-retry_delay", lambda: _async_hook(retry_delay=-1), "retry_delay", r"such as 1\.0"),
+    (
+        "async-run-endpoint-twice",
+        lambda: _async_run("/crm/v3/objects/contacts", {"limit": 10}),
+        "endpoint",
+        r"run\(endpoint, data=\.\.\.",
+    ),
+    (
+        "async-run-session",
+        lambda: _async_run(42, "/x"),
+        "session",
+        r"run\(session, '/crm/v3/objects/contacts'",
+    ),
     ("endpoint-empty", lambda: _endpoint(""), "endpoint", r"for example '/crm/v3/objects/contacts'"),
     ("endpoint-url", lambda: _endpoint("https://evil.example/x"), "endpoint", r"a path on the connection's"),
     ("endpoint-space", lambda: _endpoint("/crm/v3/objects/contacts?q=a b"), "endpoint", r"as data="),
@@ -292,6 +326,19 @@ CASES = [
     ("poke_interval", lambda: _schedule(-1), "poke_interval", r"0 or more"),
     ("backoff_factor", lambda: _schedule(5, 0.5), "backoff_factor", r"2 doubles it"),
     ("max_poke_interval", lambda: _schedule(60, 2, 5), "max_poke_interval", r"raise max_poke_interval"),
+    ("poll-seconds", lambda: _poll_schedule("soon"), "poke_interval", r"seconds \(a number\) or a timedelta"),
+    (
+        "exponential_backoff-and-factor",
+        lambda: _poll_schedule(5, 2, exponential_backoff=False),
+        "backoff_factor=2",
+        r"give one of the two",
+    ),
+    (
+        "max_wait-and-max_poke_interval",
+        lambda: _poll_schedule(5, 2, 60, max_wait=30),
+        "max_wait=30",
+        r"give only max_poke_interval",
+    ),
     ("retry-attempts", lambda: _retry(max_attempts=0), "max_attempts", r"1 means no retry"),
     ("retry-seconds", lambda: _retry(max_seconds=-1), "max_seconds", r"0 means no retry"),
 ]

@@ -89,3 +89,40 @@ def test_airflow_cli_lists_provider_and_hook():
     hooks = json.loads(_airflow("providers", "hooks", "-o", "json"))
     hubspot = [h for h in hooks if h["connection_type"] == "hubspot"]
     assert hubspot and hubspot[0]["class"] == "airflow_provider_hubexport.hooks.hubspot.HubSpotHook"
+
+
+def _select_label(value, values_display):
+    """The text Airflow's connection form (3.2+, its FlexibleForm's FieldDropdown) shows for one
+    option of a select, read from the UI's bundle (``ui/dist/assets``): ``values_display`` under the
+    value's text (null's is ``"null"``), else its ``None`` entry, else the value's text."""
+    text = "null" if value is None else str(value)
+    if isinstance(values_display, dict):
+        for key in (text, "None"):
+            if values_display.get(key) is not None:
+                return values_display[key]
+    return text
+
+
+def _api_version_field():
+    """The form's api_version field as the API server hands it to the UI: the value a new
+    connection starts with, and its schema."""
+    if AIRFLOW_VERSION >= (3, 2):
+        from airflow.providers_manager import ProvidersManager
+
+        return ProvidersManager().connection_form_widgets["extra__hubspot__api_version"].field
+    (conn,) = get_provider_info()["connection-types"]
+    schema = conn["conn-fields"]["api_version"]["schema"]
+    return {"value": schema.get("default"), "schema": schema}
+
+
+def test_the_api_version_select_shows_v3_not_null_for_a_new_connection():
+    field = _api_version_field()
+    schema, value = field["schema"], field["value"]
+    # No default: the form would save 'v3' in every connection, and the secrets masker warns that
+    # so short a value is too short to mask (commit e966bbb). A new connection starts at null ...
+    assert "default" not in schema and value is None and None in schema["enum"]
+    # ... and the select shows that null as the default it stands for, never the word "null".
+    shown = {option: _select_label(option, schema.get("values_display")) for option in schema["enum"]}
+    assert "v3" in shown[value] and "null" not in shown[value].lower()
+    assert "null" not in [label.lower() for label in shown.values()]
+    assert len(set(shown.values())) == len(shown)  # no two options read alike

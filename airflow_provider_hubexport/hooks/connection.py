@@ -7,6 +7,7 @@ only to a loopback address (the sandbox).
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -84,20 +85,54 @@ def _portal_id(extras: dict[str, Any]) -> int | None:
     return portal
 
 
+_TRUE_WORDS = ("true", "1", "yes", "on")
+_FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def _boolean(value: Any) -> bool | None:
+    """A flag as JSON, the connection form or an environment variable gives it: a bool, or one of
+    the usual words in any case; None for anything else. One reading for every flag extra."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE_WORDS:
+        return True
+    if text in _FALSE_WORDS:
+        return False
+    return None
+
+
 def _flag(extras: dict[str, Any], key: str, default: bool) -> bool:
     value = extras.get(key)
     if value in (None, ""):
         return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
+    flag = _boolean(value)
+    if flag is not None:
+        return flag
     raise HubSpotExportRequestError(
         f"Connection extra {key!r} must be true or false, got {value!r}. Set one of those, or leave it "
         f"empty for the default ({str(default).lower()})."
+    )
+
+
+def _verify(extras: dict[str, Any], who: str) -> bool | str:
+    """The ``verify`` extra, read once for both transports: True (check the API host's certificate
+    against the system's CAs; the default), False (do not check), or the path of a CA bundle file
+    or a CA folder that exists here. Anything else is refused now, before any request: requests
+    would take the text ``"false"`` for a CA path, and aiohttp fail on it inside a trigger."""
+    value = extras.get("verify")
+    if value in (None, ""):
+        return True
+    flag = _boolean(value)
+    if flag is not None:
+        return flag
+    if isinstance(value, str) and (os.path.isfile(value) or os.path.isdir(value)):
+        return value
+    raise HubSpotExportRequestError(
+        f"{who}: extra 'verify' must be true, false or the path of a CA bundle (a PEM file or a CA "
+        f"folder) that exists on this machine; got {value!r}. Leave it empty (or true) to check the "
+        "API host's certificate against the system's CAs, give the path of your CA bundle, or set "
+        "false to skip the check (only for a host you trust)."
     )
 
 
@@ -132,6 +167,7 @@ class HubSpotConnectionSettings:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # True, False or a CA bundle path that existed when the connection was read (see ``_verify``).
     verify: bool | str = True
     proxies: dict[str, str] | None = None
     # Resend a start that failed after HubSpot may have acted (500, 504, a timeout after sending)?
@@ -184,7 +220,7 @@ class HubSpotConnectionSettings:
             backoff_initial=backoff,
             download_backoff_initial=backoff / 2,
         )
-        verify = extras.get("verify", True)
+        verify = _verify(extras, who)
         resend_uncertain_start = _flag(extras, "resend_uncertain_start", True)
         proxies = extras.get("proxies") if isinstance(extras.get("proxies"), dict) else None
         return cls(

@@ -1,4 +1,6 @@
-"""Streams a signed result file to disk: flat memory, checked length, progress in the log.
+"""Downloads a COMPLETE export: a fresh signed URL, the file streamed to a staging name (flat
+memory, checked length, progress in the log), a ZIP's structure checked, then landed, and all of it
+tried again within the retry budget (:func:`download_export`, behind ``HubSpotHook.download_export``).
 
 The file host is not the API host: no Authorization header ever goes there (this session has
 none), and an error never quotes the URL, which is a credential until it expires.
@@ -15,18 +17,127 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
+import tenacity
 import urllib3
 
-from airflow_provider_hubexport.exceptions import HubSpotExportError
+from airflow_provider_hubexport.exceptions import HubSpotExportCanceledError, HubSpotExportError
 from airflow_provider_hubexport.hooks.connection import USER_AGENT, check_url_scheme
-from airflow_provider_hubexport.landing import StagedFile, filename_for
+from airflow_provider_hubexport.landing import (
+    Destination,
+    StagedFile,
+    check_zip,
+    filename_for,
+    is_zip,
+    renamed,
+)
+from airflow_provider_hubexport.validation import validate_id
+
+if TYPE_CHECKING:
+    from airflow_provider_hubexport.api import ExportStatus
+    from airflow_provider_hubexport.hooks.connection import HubSpotConnectionSettings
 
 CHUNK_SIZE = 1024 * 1024
 PROGRESS_EVERY = 5.0
+
+
+class _StatusCallFailed(Exception):
+    """A download attempt's status call failed after its own retries: not worth another attempt."""
+
+    def __init__(self, error: HubSpotExportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class StatusSource(Protocol):
+    """What a download needs of a hook: ``HubSpotHook`` is one."""
+
+    @property
+    def settings(self) -> HubSpotConnectionSettings: ...
+
+    @property
+    def log(self) -> Any: ...
+
+    def get_export_status(self, export_task_id: str | int) -> ExportStatus: ...
+
+
+def download_export(
+    hook: StatusSource,
+    export_task_id: str | int,
+    destination: Any,
+    unzip: bool = False,
+    *,
+    overwrite: bool = True,
+    filename: str | None = None,
+    max_attempts: int | None = None,
+    destination_conn_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Download a COMPLETE export's file into ``destination``; return ``[{path, size, sha256}]``.
+
+    ``hook.get_export_status`` gives the export's status with its signed URL (with the API call's
+    own retries); each attempt asks afresh, as a signed URL lives minutes. The rest is as
+    ``HubSpotHook.download_export`` says. A bad id or ``filename`` and an unusable ``destination``
+    are refused before any request.
+    """
+    tid = validate_id(export_task_id, "export_task_id")
+    renamed(["export.csv"], filename)  # refuse a bad filename before any request
+    settings, log = hook.settings, hook.log
+    policy = settings.retry if max_attempts is None else replace(settings.retry, max_attempts=max_attempts)
+    dest = Destination(destination, destination_conn_id)
+    dest.prepare(tid)
+    session = file_session()
+
+    def attempt() -> list[dict[str, Any]]:
+        try:
+            status = hook.get_export_status(tid)
+        except HubSpotExportError as err:  # its own retries are spent: not worth another attempt
+            raise _StatusCallFailed(err) from None
+        if status.status == "CANCELED":
+            raise HubSpotExportCanceledError(
+                f"Export {tid} was canceled by HubSpot; there is no file to download. "
+                + " | ".join(status.errors)
+            )
+        if status.status != "COMPLETE" or not status.result_url:
+            raise HubSpotExportError(
+                f"Export {tid} is {status.status}, not COMPLETE: wait for it (HubSpotExportSensor) "
+                "before downloading."
+            )
+        staged_path = dest.staged_name(tid)
+        try:
+            name, staged = fetch(
+                session,
+                status.result_url,
+                staged_path,
+                tid,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                log=log,
+            )
+            if is_zip(staged.path):
+                check_zip(staged.path)
+        except BaseException:
+            remove_quietly(staged_path)
+            raise
+        try:
+            if unzip and is_zip(staged.path):
+                return dest.extract(staged.path, tid, overwrite=overwrite, filename=filename)
+            return [dest.land(staged, renamed([name], filename), overwrite=overwrite)]
+        finally:
+            remove_quietly(staged.path)
+
+    try:
+        landed = tenacity.Retrying(**policy.download_kwargs(log, f"download of export {tid}"))(attempt)
+    except _StatusCallFailed as failed:
+        raise failed.error from None
+    finally:
+        session.close()
+        dest.cleanup()
+    for item in landed:
+        log.info("Landed %s (%d bytes, sha256 %s)", item["path"], item["size"], item["sha256"])
+    return landed
 
 
 class _HideSignedQueries(logging.Filter):
@@ -89,8 +200,21 @@ def file_session() -> requests.Session:
     return session
 
 
+def human_bytes(count: float) -> str:
+    """A byte count in the unit that fits it (decimal, as file sizes are shown): ``512 bytes``,
+    ``34.3 KB``, ``5.3 MB``, ``2.1 GB``. A small export read in MB was ``0.0 of 0.0 MB``."""
+    if count < 1000:
+        return f"{count:.0f} bytes"
+    for unit in ("KB", "MB"):
+        count /= 1000
+        if count < 1000:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1000:.1f} GB"
+
+
 class Progress:
-    """Logs bytes so far, MB/s, and percent and ETA when the size is known, at most every few seconds."""
+    """Logs bytes so far and the rate, with percent when the size is known and an ETA while the
+    download runs, at most every ``every`` seconds (and once at the end, ``final``)."""
 
     def __init__(self, log: Any, name: str, total: int | None, every: float = PROGRESS_EVERY) -> None:
         self.log, self.name, self.total, self.every = log, name, total, every
@@ -102,20 +226,15 @@ class Progress:
             return
         self.last = now
         elapsed = max(now - self.started, 1e-6)
-        rate = done / elapsed / 1e6
-        if self.total:
-            eta = (self.total - done) / (done / elapsed) if done else float("inf")
-            self.log.info(
-                "%s: %.1f of %.1f MB (%.0f%%) at %.1f MB/s, ETA %.0f s",
-                self.name,
-                done / 1e6,
-                self.total / 1e6,
-                100 * done / self.total,
-                rate,
-                eta,
-            )
+        rate = f"{human_bytes(done / elapsed)}/s"
+        if not self.total:
+            self.log.info("%s: %s at %s", self.name, human_bytes(done), rate)
+            return
+        line = f"{human_bytes(done)} of {human_bytes(self.total)} ({100 * done / self.total:.0f}%) at {rate}"
+        if final or done >= self.total or not done:  # finished (an ETA of 0 s says nothing), or no rate yet
+            self.log.info("%s: %s", self.name, line)
         else:
-            self.log.info("%s: %.1f MB at %.1f MB/s", self.name, done / 1e6, rate)
+            self.log.info("%s: %s, ETA %.0f s", self.name, line, (self.total - done) / (done / elapsed))
 
 
 def fetch(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
@@ -31,13 +30,13 @@ from airflow_provider_hubexport.api import (
 from airflow_provider_hubexport.compat import mask_secret, quiet_secret_messages
 from airflow_provider_hubexport.errors import error_from_response, read_response, transient_error
 from airflow_provider_hubexport.exceptions import (
-    HubSpotExportCanceledError,
     HubSpotExportError,
     HubSpotExportRequestError,
 )
 from airflow_provider_hubexport.hooks import auth, auth_flow
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
-from airflow_provider_hubexport.hooks.endpoint import endpoint_path, endpoint_request
+from airflow_provider_hubexport.hooks.endpoint import EndpointRequest, endpoint_path, endpoint_request
+from airflow_provider_hubexport.hooks.ids import accepts_old_task_id
 from airflow_provider_hubexport.hooks.retry import RetryPolicy, replaying
 from airflow_provider_hubexport.validation import validate_id
 
@@ -55,14 +54,6 @@ def _never_connected(err: Exception) -> bool:
         return True
     reason = getattr(err.args[0], "reason", None) if err.args else None
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
-
-
-class _StatusCallFailed(Exception):
-    """A download attempt's status call failed after its own retries: not worth another attempt."""
-
-    def __init__(self, error: HubSpotExportError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class HubSpotHook(HttpHook):
@@ -181,8 +172,8 @@ class HubSpotHook(HttpHook):
         :class:`HubSpotExportError` with HubSpot's category and message. POST and PATCH are not
         resent once HubSpot may have acted on them.
         """
-        request = endpoint_request(
-            endpoint, method or self.method, data, json, headers, extra_options, request_kwargs
+        request = self._endpoint_request(
+            endpoint, data, headers, extra_options, method=method, json=json, **request_kwargs
         )
         return self._call(request, self._checked)
 
@@ -202,8 +193,32 @@ class HubSpotHook(HttpHook):
         )
 
     def run_with_advanced_retry(self, _retry_args: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
-        """:meth:`run` (with its own HubSpot retries) inside the caller's tenacity retry."""
-        return tenacity.Retrying(**_retry_args)(self.run, *args, **kwargs)
+        """:meth:`run` (with its own HubSpot retries) inside the caller's tenacity retry.
+
+        The call is checked once, before anything is sent, and the caller's retry keeps HubSpot's
+        rule: a call that is not idempotent (a POST, such as a start) and failed after HubSpot may
+        have acted on it is not sent again, whatever ``_retry_args`` say; its "Not resent" error
+        is raised as it is. Everything else is retried as ``_retry_args`` say.
+        """
+        request = self._endpoint_request(*args, **kwargs)
+        self._retry_obj = self.settings.retry.caller_retry(_retry_args, request)
+        return self._retry_obj(self._call, request, self._checked)
+
+    def _endpoint_request(
+        self,
+        endpoint: str | None = None,
+        data: dict[str, Any] | str | None = None,
+        headers: dict[str, Any] | None = None,
+        extra_options: dict[str, Any] | None = None,
+        *,
+        method: str | None = None,
+        json: Any = None,
+        **request_kwargs: Any,
+    ) -> EndpointRequest:
+        """What :meth:`run` sends, from :meth:`run`'s arguments."""
+        return endpoint_request(
+            endpoint, method or self.method, data, json, headers, extra_options, request_kwargs
+        )
 
     # -- one call, with auth and retries ---------------------------------------------------------
     def _send(self, step: auth_flow.SendRequest) -> requests.Response:
@@ -217,6 +232,10 @@ class HubSpotHook(HttpHook):
                 headers=step.headers,
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 allow_redirects=False,
+                # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a
+                # session's verify, so verify=False or a CA path on the session alone is ignored
+                # wherever those are set (most container images set them).
+                verify=settings.verify,
             )
         except (requests.ConnectionError, requests.Timeout) as err:
             raise transient_error(request.describe, err, sent=not _never_connected(err)) from None
@@ -285,7 +304,9 @@ class HubSpotHook(HttpHook):
 
     # -- the exports API ---------------------------------------------------------------------------
     def start_export(self, request: dict[str, Any], *, resend_uncertain_start: bool | None = None) -> str:
-        """Start an export; returns HubSpot's task id (also the export id).
+        """Start an export; returns HubSpot's export task id (the ``id`` of its answer), which
+        :meth:`get_export_status` and :meth:`download_export` take. Whether it also is the export id
+        :meth:`get_export` takes is not verified (see ``api.py``, "Ids").
 
         A start that failed before reaching HubSpot (502, 503, a refused connection) is resent within
         the retry budget. One that may have reached it (500, 504, a timeout after sending) is resent
@@ -297,14 +318,20 @@ class HubSpotHook(HttpHook):
         api_request = start_export_request(
             self.settings.api_version, request, resend_uncertain=resend_uncertain_start
         )
-        task_id = self.call(api_request, parse_start_response)
+        export_task_id = self.call(api_request, parse_start_response)
         self.log.info(
-            "Started HubSpot export %r: task id %s", api_request.json.get("exportName", ""), task_id
+            "Started HubSpot export %r: export task id %s",
+            api_request.json.get("exportName", ""),
+            export_task_id,
         )
-        return task_id
+        return export_task_id
 
-    def get_export_status(self, task_id: str | int) -> ExportStatus:
-        tid = validate_id(task_id, "export_task_id")
+    @accepts_old_task_id
+    def get_export_status(self, export_task_id: str | int) -> ExportStatus:
+        """The status of the export ``start_export`` started, with its signed result URL once
+        COMPLETE (registered with the secrets masker; it never shows in ``repr``). ``task_id=``
+        is the old name of ``export_task_id`` (deprecated)."""
+        tid = validate_id(export_task_id, "export_task_id")
         status = self.call(
             status_request(self.settings.api_version, tid), lambda body: parse_status(body, tid)
         )
@@ -340,14 +367,19 @@ class HubSpotHook(HttpHook):
         return portal
 
     def get_export(self, export_id: str | int) -> dict[str, Any]:
+        """HubSpot's description of an export (``GET .../export/{exportId}``: its type, object,
+        properties, ``recordCount``). HubSpot's documentation names the id an export id; lineage
+        passes the export task id ``start_export`` returned, which may not be the same number (not
+        verified, see ``api.py``, "Ids"), and does without the description when HubSpot answers 404."""
         payload = self.call(get_export_request(self.settings.api_version, export_id))
         if not isinstance(payload, dict):
             raise HubSpotExportError("HubSpot returned a malformed export description: not an object.")
         return payload
 
+    @accepts_old_task_id
     def download_export(
         self,
-        task_id: str | int,
+        export_task_id: str | int,
         destination: Any,
         unzip: bool = False,
         *,
@@ -368,70 +400,21 @@ class HubSpotHook(HttpHook):
         every export) by a fixed stem, keeping HubSpot's extension, so that re-runs replace rather
         than add files. ``destination_conn_id`` is the object store's Airflow connection (else the
         one in ``scheme://conn_id@bucket/...``, else the store's default); an unknown id is refused
-        before anything is downloaded.
+        before anything is downloaded. ``task_id=`` is the old name of ``export_task_id``
+        (deprecated). The work is ``hooks.download.download_export``'s.
         """
-        from airflow_provider_hubexport.hooks.download import fetch, file_session, remove_quietly
-        from airflow_provider_hubexport.landing import Destination, check_zip, is_zip, renamed
+        from airflow_provider_hubexport.hooks.download import download_export
 
-        tid = validate_id(task_id, "export_task_id")
-        renamed(["export.csv"], filename)  # refuse a bad filename before any request
-        settings = self.settings
-        policy = (
-            settings.retry if max_attempts is None else replace(settings.retry, max_attempts=max_attempts)
+        return download_export(
+            self,
+            export_task_id,
+            destination,
+            unzip,
+            overwrite=overwrite,
+            filename=filename,
+            max_attempts=max_attempts,
+            destination_conn_id=destination_conn_id,
         )
-        dest = Destination(destination, destination_conn_id)
-        dest.prepare(tid)
-        session = file_session()
-
-        def attempt() -> list[dict[str, Any]]:
-            try:
-                status = self.get_export_status(tid)
-            except HubSpotExportError as err:  # its own retries are spent: not worth another attempt
-                raise _StatusCallFailed(err) from None
-            if status.status == "CANCELED":
-                raise HubSpotExportCanceledError(
-                    f"Export {tid} was canceled by HubSpot; there is no file to download. "
-                    + " | ".join(status.errors)
-                )
-            if status.status != "COMPLETE" or not status.result_url:
-                raise HubSpotExportError(
-                    f"Export {tid} is {status.status}, not COMPLETE: wait for it (HubSpotExportSensor) "
-                    "before downloading."
-                )
-            staged_path = dest.staged_name(tid)
-            try:
-                name, staged = fetch(
-                    session,
-                    status.result_url,
-                    staged_path,
-                    tid,
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                    log=self.log,
-                )
-                if is_zip(staged.path):
-                    check_zip(staged.path)
-            except BaseException:
-                remove_quietly(staged_path)
-                raise
-            try:
-                if unzip and is_zip(staged.path):
-                    return dest.extract(staged.path, tid, overwrite=overwrite, filename=filename)
-                return [dest.land(staged, renamed([name], filename), overwrite=overwrite)]
-            finally:
-                remove_quietly(staged.path)
-
-        try:
-            landed = tenacity.Retrying(**policy.download_kwargs(self.log, f"download of export {tid}"))(
-                attempt
-            )
-        except _StatusCallFailed as failed:
-            raise failed.error from None
-        finally:
-            session.close()
-            dest.cleanup()
-        for item in landed:
-            self.log.info("Landed %s (%d bytes, sha256 %s)", item["path"], item["size"], item["sha256"])
-        return landed
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token and the crm.export scope with one status call that must answer 404.

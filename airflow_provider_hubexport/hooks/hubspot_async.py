@@ -37,19 +37,22 @@ from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExp
 from airflow_provider_hubexport.hooks import auth, auth_flow
 from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT, HubSpotConnectionSettings
 from airflow_provider_hubexport.hooks.endpoint import endpoint_request
-from airflow_provider_hubexport.hooks.retry import areplaying
+from airflow_provider_hubexport.hooks.ids import accepts_old_task_id
+from airflow_provider_hubexport.hooks.retry import RetryPolicy, areplaying, http_hook_budget
 from airflow_provider_hubexport.validation import validate_id
 
 
 def _ssl_option(verify: bool | str) -> Any:
-    """requests' ``verify`` (True, False or a CA bundle path) in aiohttp's terms."""
-    if verify is True:
-        return True
-    if verify is False:
-        return False
+    """The connection's ``verify`` (True, False or a CA bundle path, as ``HubSpotConnectionSettings``
+    read it) in aiohttp's terms: a CA file or a CA folder becomes an SSL context that trusts it."""
+    if isinstance(verify, bool):
+        return verify
+    import os
     import ssl
 
-    return ssl.create_default_context(cafile=str(verify))
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
 
 
 class _SharedSession:
@@ -209,13 +212,20 @@ class HubSpotAsyncHook(HttpAsyncHook):
             response = await hook.run("/crm/v3/objects/contacts", data={"limit": 10})
             contacts = await response.json()
 
-    Outside ``async with``, each call opens and gives back the session itself. ``HttpAsyncHook``'s
-    ``session()`` and ``config()`` refuse: they would send the connection's extras as headers and
-    no token.
+    Outside ``async with``, each call opens and gives back the session itself. ``run`` also takes
+    ``HttpAsyncHook.run``'s call shape, ``run(session, endpoint, data, json, headers,
+    extra_options)``, and sends on the caller's session. ``HttpAsyncHook``'s ``session()`` and
+    ``config()`` refuse: they would send the connection's extras as headers and no token.
 
     :param hubspot_conn_id: the ``hubspot`` connection (see ``HubSpotHook``).
     :param method: the default HTTP method of :meth:`run` (default GET).
     :param log: a logger for retry warnings (a trigger passes its own).
+    :param retry_limit: ``HttpAsyncHook``'s knob, kept to its meaning: the attempts per call, in
+        place of the connection's ``retry_max_attempts``.
+    :param retry_delay: ``HttpAsyncHook``'s knob: the wait (s) before the second attempt after a
+        5xx or network error, in place of the connection's ``retry_backoff_seconds``; later waits
+        double it, and a 429 waits as HubSpot says (``HttpAsyncHook`` waits the same each time and
+        does not honour ``Retry-After``).
     """
 
     conn_name_attr = "hubspot_conn_id"
@@ -225,17 +235,28 @@ class HubSpotAsyncHook(HttpAsyncHook):
     default_host = DEFAULT_HOST
 
     def __init__(
-        self, hubspot_conn_id: str = default_conn_name, method: str = "GET", log: Any = None, **kwargs: Any
+        self,
+        hubspot_conn_id: str = default_conn_name,
+        method: str = "GET",
+        log: Any = None,
+        *,
+        retry_limit: int | None = None,
+        retry_delay: float | None = None,
+        **kwargs: Any,
     ) -> None:
         if kwargs.pop("auth_type", None) is not None:
             raise HubSpotExportRequestError(
                 "HubSpotAsyncHook takes no auth_type: remove it; the hook authenticates with the "
                 "connection's access token (or OAuth refresh) as a Bearer header."
             )
+        self._budget = http_hook_budget(retry_limit, retry_delay)
         super().__init__(method=method, http_conn_id=hubspot_conn_id, **kwargs)
+        # What the caller gave (None: the connection's budget), not HttpAsyncHook's defaults.
+        self.retry_limit, self.retry_delay = retry_limit, retry_delay  # type: ignore[assignment]
         self.hubspot_conn_id = hubspot_conn_id
         self.call_log = log if log is not None else self.log
         self.settings: HubSpotConnectionSettings | None = None
+        self._policy = RetryPolicy()
         self._options: dict[str, Any] = {}
         self.http_session: aiohttp.ClientSession | None = None
         self._users = 0
@@ -254,6 +275,7 @@ class HubSpotAsyncHook(HttpAsyncHook):
         if settings is not self.settings:
             self.settings, self.base_url = settings, settings.base_url
             self._options = _request_options(settings)
+            self._policy = replace(settings.retry, **self._budget) if self._budget else settings.retry
 
     async def __aexit__(self, *exc: object) -> None:
         self._users -= 1
@@ -282,31 +304,54 @@ class HubSpotAsyncHook(HttpAsyncHook):
         )
 
     # -- any endpoint --------------------------------------------------------------------------
-    async def run(  # type: ignore[override]
+    async def run(
         self,
+        session: aiohttp.ClientSession | str | None = None,
         endpoint: str | None = None,
         data: dict[str, Any] | str | None = None,
+        json: Any = None,
         headers: dict[str, Any] | None = None,
         extra_options: dict[str, Any] | None = None,
         *,
         method: str | None = None,
-        json: Any = None,
         **request_kwargs: Any,
     ) -> aiohttp.ClientResponse:
         """``HubSpotHook.run`` on the event loop: returns the 2xx ``aiohttp.ClientResponse``, its
         body already read (``await response.json()`` works); any other status raises
-        :class:`HubSpotExportError` with HubSpot's category and message."""
+        :class:`HubSpotExportError` with HubSpot's category and message.
+
+        Two call shapes, one behaviour (HubSpot's auth, retries and error reading):
+        ``HttpAsyncHook.run``'s, ``run(session, endpoint, data, json, headers, extra_options)``,
+        which sends on the caller's ``aiohttp.ClientSession`` (None: the hook's shared one), and
+        ``HubSpotHook.run``'s, ``run(endpoint, data=..., json=..., headers=...)``: the endpoint
+        first, the rest by keyword. ``extra_options`` are refused, as on ``HubSpotHook``.
+        """
+        if isinstance(session, str):  # HubSpotHook.run's shape: the endpoint came first
+            if endpoint is not None:
+                raise HubSpotExportRequestError(
+                    "HubSpotAsyncHook.run got the endpoint first and then a "
+                    f"{type(endpoint).__name__} where HttpAsyncHook.run takes the endpoint: with the "
+                    "endpoint first, pass the rest by keyword, as run(endpoint, data=..., headers=...), "
+                    "or give HttpAsyncHook.run's shape, run(session, endpoint, data, ...)."
+                )
+            session, endpoint = None, session
+        elif session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise HubSpotExportRequestError(
+                "HubSpotAsyncHook.run takes an aiohttp.ClientSession (or None) as its session, as "
+                f"HttpAsyncHook.run does, or the endpoint first; got a {type(session).__name__}. Pass "
+                "run(session, '/crm/v3/objects/contacts', ...) or run('/crm/v3/objects/contacts', ...)."
+            )
         request = endpoint_request(
             endpoint, method or self.method, data, json, headers, extra_options, request_kwargs
         )
-        return await self._call(request, _checked)
+        return await self._call(request, _checked, session)
 
     # -- one call, with auth and retries ---------------------------------------------------------
-    async def _send(self, step: auth_flow.SendRequest) -> _Reply:
-        assert self.settings is not None and self.http_session is not None
+    async def _send(self, step: auth_flow.SendRequest, session: aiohttp.ClientSession) -> _Reply:
+        assert self.settings is not None
         request = step.request
         try:
-            async with self.http_session.request(
+            async with session.request(
                 request.method,
                 _url(self.settings.base_url, request.path),
                 json=request.json,
@@ -319,7 +364,9 @@ class HubSpotAsyncHook(HttpAsyncHook):
             never_connected = isinstance(err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
             raise transient_error(request.describe, err, sent=not never_connected) from None
 
-    async def _attempt(self, request: ApiRequest, answer: Callable[[_Reply, str], Any]) -> Any:
+    async def _attempt(
+        self, request: ApiRequest, answer: Callable[[_Reply, str], Any], session: aiohttp.ClientSession
+    ) -> Any:
         """One attempt, driven by the auth flow: send, refresh on the flow's word, resend."""
         assert self.settings is not None
         flow = auth_flow.AuthFlow(self.settings, request)
@@ -329,29 +376,37 @@ class HubSpotAsyncHook(HttpAsyncHook):
                 await self._refresh_token(step.rejected)
                 step = flow.token_refreshed()
             elif isinstance(step, auth_flow.SendRequest):
-                reply = await self._send(step)
+                reply = await self._send(step, session)
                 step = flow.response_received(reply.status)
             else:
                 return answer(reply, request.describe)
 
-    async def _call(self, request: ApiRequest, answer: Callable[[_Reply, str], Any]) -> Any:
-        if self.http_session is None:  # not inside `async with`: open and give back around this call
-            async with self:
-                return await self._call(request, answer)
-        if _SharedSettings.peek(self.hubspot_conn_id) is not self.settings:
+    async def _call(
+        self,
+        request: ApiRequest,
+        answer: Callable[[_Reply, str], Any],
+        session: aiohttp.ClientSession | None = None,
+    ) -> Any:
+        """One call with its retries, on ``session`` (a caller's, from ``run``) or the shared one."""
+        if session is None:
+            if self.http_session is None:  # not inside `async with`: open and give back around this call
+                async with self:
+                    return await self._call(request, answer)
+            session = self.http_session
+        settings = self.settings
+        if settings is None or _SharedSettings.peek(self.hubspot_conn_id) is not settings:
             await self._read_settings()  # expired, or forgotten after a 401: a long wait sees a rotated token
-        assert self.settings is not None
-        policy = self.settings.retry
+        policy = self._policy
         started = time.monotonic()
         try:
             try:
-                return await self._attempt(request, answer)  # most polls: no retry machinery at all
+                return await self._attempt(request, answer, session)  # most polls: no retry machinery
             except HubSpotExportError as first:
                 if not policy.worth_another_try(first, request):
                     raise
                 kwargs = policy.tenacity_kwargs(self.call_log, request, started=started)
                 return await tenacity.AsyncRetrying(**kwargs)(
-                    areplaying(first, self._attempt), request, answer
+                    areplaying(first, self._attempt), request, answer, session
                 )
         except HubSpotExportError as err:
             if err.status_code == 401:
@@ -379,12 +434,13 @@ class HubSpotAsyncHook(HttpAsyncHook):
         self.call_log.info("Refreshed the HubSpot OAuth access token (valid for a while; cached).")
 
     # -- the exports API ---------------------------------------------------------------------------
-    async def get_export_status(self, task_id: str | int, *, for_wait: bool = False) -> ExportStatus:
+    @accepts_old_task_id
+    async def get_export_status(self, export_task_id: str | int, *, for_wait: bool = False) -> ExportStatus:
         """The export's status, never with the signed URL: a wait does not need it (a download asks
         for a fresh one), so it cannot leak from a trigger, and thousands of waits do not grow the
         secrets masker. ``for_wait``: until the export is final, only its status is read (see
-        ``parse_status``)."""
-        tid = validate_id(task_id, "export_task_id")
+        ``parse_status``). ``task_id=`` is the old name of ``export_task_id`` (deprecated)."""
+        tid = validate_id(export_task_id, "export_task_id")
         if self.settings is None:
             async with self:
                 return await self.get_export_status(tid, for_wait=for_wait)
@@ -396,8 +452,8 @@ class HubSpotAsyncHook(HttpAsyncHook):
         return await self._call(status_request(self.settings.api_version, tid), answer)
 
 
-def _without_url(body: Any, task_id: str) -> ExportStatus:
-    return replace(parse_status(body, task_id), result_url=None)
+def _without_url(body: Any, export_task_id: str) -> ExportStatus:
+    return replace(parse_status(body, export_task_id), result_url=None)
 
 
 def _checked(reply: _Reply, describe: str) -> aiohttp.ClientResponse:

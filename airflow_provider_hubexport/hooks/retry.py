@@ -45,6 +45,30 @@ def areplaying(first: BaseException, attempt: Callable[..., Awaitable[Any]]) -> 
     return call
 
 
+def http_hook_budget(retry_limit: Any = None, retry_delay: Any = None) -> dict[str, Any]:
+    """``HttpAsyncHook``'s ``retry_limit`` (attempts in all) and ``retry_delay`` (seconds between
+    attempts) as :class:`RetryPolicy` fields, checked when the hook is made: they take effect
+    (the attempts, and the first backoff, which doubles as the connection's does) rather than being
+    accepted and ignored. None: the connection's."""
+    budget: dict[str, Any] = {}
+    if retry_limit is not None:
+        if isinstance(retry_limit, bool) or not isinstance(retry_limit, int) or retry_limit < 1:
+            raise ValueError(
+                f"retry_limit must be a whole number of attempts, at least 1 (1 means no retry); got "
+                f"{retry_limit!r}. Give one such as 3, or leave it out for the connection's "
+                "retry_max_attempts."
+            )
+        budget["max_attempts"] = retry_limit
+    if retry_delay is not None:
+        if isinstance(retry_delay, bool) or not isinstance(retry_delay, (int, float)) or not retry_delay >= 0:
+            raise ValueError(
+                f"retry_delay must be a number of seconds, 0 or more; got {retry_delay!r}. Give one such "
+                "as 1.0, or leave it out for the connection's retry_backoff_seconds."
+            )
+        budget["backoff_initial"] = float(retry_delay)
+    return budget
+
+
 def _with_note(exc: HubSpotExportError, note: str) -> HubSpotExportError:
     final = copy.copy(exc)
     final.hubspot_message = exc.hubspot_message + note
@@ -103,6 +127,29 @@ class RetryPolicy:
         if not isinstance(err, HubSpotExportError) or not err.retryable:
             return False
         return self._resendable(err, request)
+
+    @classmethod
+    def may_resend(cls, err: BaseException, request: ApiRequest) -> bool:
+        """Whether any retry may send ``request`` again after it failed with ``err``: False for a
+        call that is not idempotent (a start, a POST) once HubSpot may have acted on it, unless the
+        request allows an uncertain resend. The hook's own retries obey it through
+        :meth:`worth_another_try`; a caller's retry around the hook (``run_with_advanced_retry``)
+        must obey it too, or it would start the second export the hook refused to start."""
+        return not isinstance(err, HubSpotExportError) or cls._resendable(err, request)
+
+    def caller_retry(self, retry_args: dict[Any, Any], request: ApiRequest) -> tenacity.Retrying:
+        """A caller's ``tenacity.Retrying(**retry_args)`` around one call of ``request``, which
+        retries what the caller's ``retry`` says except what :meth:`may_resend` forbids."""
+        caller = tenacity.Retrying(**retry_args)
+        wanted = caller.retry
+
+        def retry(state: tenacity.RetryCallState) -> bool:
+            outcome = state.outcome
+            if outcome is not None and outcome.failed and not self.may_resend(outcome.exception(), request):
+                return False  # re-raised as it is: the "Not resent" error says why
+            return bool(wanted(state))
+
+        return caller.copy(retry=retry)
 
     def tenacity_kwargs(
         self, log: logging.Logger | Any, request: ApiRequest, *, started: float | None = None
