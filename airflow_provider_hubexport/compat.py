@@ -11,13 +11,12 @@ What differs, per version (all below are handled here):
 - ``airflow.sdk.BaseHook`` from 3.1; on 3.0, ``airflow.hooks.base.BaseHook``.
 - ``airflow.sdk.ResumableJobMixin`` (and the ``task_state_store`` it keeps the job id in) from
   3.3. Below it, :class:`ResumableJobMixin` here submits a new job on every try.
-- ``mask_secret`` on 3.0 under ``dag.test()`` sends the secret to an in-process supervisor whose
-  comms log the message at DEBUG in clear (Airflow's own masking of a connection password too):
-  :func:`quiet_secret_messages` masks such messages in-process without the log line, before any
-  connection is read.
-- ``amask_secret`` (the triggerer's event-loop-safe variant) from 3.3.
+- ``BaseHook.aget_connection`` from 3.1: :func:`aget_connection`.
 - 3.0's ``dag.test()`` returns a sensor's first reschedule date as a string:
   :func:`read_reschedule_dates` parses it.
+
+Masking secrets, and the one patch of an Airflow internal (3.0's ``dag.test()`` comms), live in
+``secret_masking.py``: they change what Airflow does, not which name to import.
 
 This module imports nothing heavy: operator and sensor modules, which DAG files import on every
 parse, import it.
@@ -76,11 +75,8 @@ __all__ = [
     "TaskDeferralError",
     "TaskDeferralTimeout",
     "aget_connection",
-    "amask_secret",
     "base_hook_class",
     "conf",
-    "mask_secret",
-    "quiet_secret_messages",
     "read_reschedule_dates",
 ]
 
@@ -149,78 +145,10 @@ def base_hook_class() -> type:
 
 async def aget_connection(conn_id: str) -> Any:
     """``BaseHook.aget_connection`` (3.1+); on 3.0 the sync lookup, in a worker thread as 3.0's own
-    async hooks do."""
-    quiet_secret_messages()
+    async hooks do. Call ``secret_masking.guard_dag_test_comms()`` first (the async hook does)."""
     hook = base_hook_class()
     if hasattr(hook, "aget_connection"):
         return await hook.aget_connection(conn_id)
     import asyncio
 
     return await asyncio.to_thread(hook.get_connection, conn_id)
-
-
-def _told_in_clear() -> bool:
-    """Airflow 3.0 under ``dag.test()``: the supervisor is this very process, and its in-process
-    comms log every message they send at DEBUG, a ``MaskSecret`` with the secret in clear
-    included. Telling it is pointless (same masker) and leaks; 3.1 and later, and 3.0's real
-    supervisor, omit that message's body."""
-    if AIRFLOW_V_3_1_PLUS:
-        return False
-    from airflow.sdk.execution_time import task_runner
-
-    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
-    return type(comms).__name__ == "InProcessSupervisorComms"
-
-
-def quiet_secret_messages() -> None:
-    """Airflow 3.0's ``dag.test()`` comms log each message they send at DEBUG, a ``MaskSecret``
-    with its secret in clear included (Airflow's own masking of a connection's password sends one).
-    The in-process supervisor's only answer to that message is to mask the value in this same
-    process: do that, without the log line, as 3.0's real supervisor omits the body. Once per
-    process, 3.0 only, before any connection is read."""
-    global _quieted
-    if AIRFLOW_V_3_1_PLUS or _quieted:
-        return
-    _quieted = True
-    try:
-        from airflow.sdk.execution_time.comms import MaskSecret
-        from airflow.sdk.execution_time.secrets_masker import _secrets_masker
-        from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
-    except ImportError:  # pragma: no cover - not the 3.0 layout
-        return
-    send = InProcessSupervisorComms.send
-
-    def send_quietly(self: Any, msg: Any) -> Any:
-        if isinstance(msg, MaskSecret):
-            _secrets_masker().add_mask(msg.value, msg.name)
-            return None
-        return send(self, msg)
-
-    InProcessSupervisorComms.send = send_quietly  # type: ignore[method-assign]
-
-
-_quieted = False
-
-
-def mask_secret(secret: str) -> None:
-    """Mask ``secret`` in this process and in the supervisor's output, leaking it nowhere first."""
-    quiet_secret_messages()
-    if not AIRFLOW_V_3_1_PLUS:  # 3.0 tells the supervisor first and masks here after: mask here first
-        from airflow.sdk.execution_time.secrets_masker import _secrets_masker
-
-        _secrets_masker().add_mask(secret)
-        if _told_in_clear():
-            return
-    from airflow.sdk.log import mask_secret as _mask_secret
-
-    _mask_secret(secret)
-
-
-async def amask_secret(secret: str) -> None:
-    """``mask_secret`` for code on an event loop (the triggerer)."""
-    try:
-        from airflow.sdk.log import amask_secret as _amask_secret
-    except ImportError:  # Airflow < 3.3
-        mask_secret(secret)
-        return
-    await _amask_secret(secret)

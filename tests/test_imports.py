@@ -50,10 +50,11 @@ PACKAGE = "airflow_provider_hubexport"
 # The I/O-free core, bottom up: each may import those before it.
 CORE_ORDER = [
     ("exceptions", "compat"),
+    ("secret_masking",),
     ("validation",),
     ("api",),
     ("errors",),
-    ("polling", "quota"),
+    ("polling", "quota", "wait_memory"),
     ("object_store",),
     ("landing",),
 ]

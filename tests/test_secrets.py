@@ -145,7 +145,7 @@ def test_secret_is_masked_in_process_before_it_travels(monkeypatch):
     except ImportError:  # Airflow 3.0
         from airflow.sdk.execution_time.secrets_masker import redact
 
-    from airflow_provider_hubexport.compat import mask_secret
+    from airflow_provider_hubexport.secret_masking import mask_secret
 
     secret = "pat-na1-SECRET-SENT-TO-SUPERVISOR-77aa"
     sent: list[tuple[str, bool]] = []
@@ -165,7 +165,8 @@ def test_secret_is_not_sent_to_an_in_process_supervisor_that_logs_it(monkeypatch
     log each message they send at DEBUG, body included. There the secret is masked in-process only."""
     from airflow.sdk.execution_time import task_runner
 
-    from airflow_provider_hubexport.compat import AIRFLOW_V_3_1_PLUS, mask_secret
+    from airflow_provider_hubexport.compat import AIRFLOW_V_3_1_PLUS
+    from airflow_provider_hubexport.secret_masking import mask_secret
 
     secret = "pat-na1-SECRET-IN-PROCESS-88bb"
     sent: list[str] = []
@@ -177,3 +178,32 @@ def test_secret_is_not_sent_to_an_in_process_supervisor_that_logs_it(monkeypatch
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", InProcessSupervisorComms(), raising=False)
     mask_secret(secret)
     assert sent == (["MaskSecret"] if AIRFLOW_V_3_1_PLUS else [])
+
+
+def test_the_dag_test_patch_is_installed_only_where_it_applies(monkeypatch):
+    """Issue 26, point 12: the patch of 3.0's in-process comms is installed in a process whose task
+    talks to an in-process supervisor (``dag.test()`` on 3.0) and nowhere else: a worker's task, a
+    triggerer and every process on 3.1+ keep Airflow's class as it is."""
+    from airflow.sdk.execution_time import supervisor, task_runner
+
+    from airflow_provider_hubexport import secret_masking
+    from airflow_provider_hubexport.compat import AIRFLOW_V_3_1_PLUS
+
+    monkeypatch.setattr(secret_masking, "_guarded", False)
+    comms_class = getattr(supervisor, "InProcessSupervisorComms", None)
+    if comms_class is not None:
+        monkeypatch.setattr(comms_class, "send", comms_class.send)  # restored after the test
+    before = comms_class.send if comms_class is not None else None
+
+    class WorkerComms:  # a real supervisor's comms, in another process
+        def send(self, msg, *args, **kwargs):
+            return None
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", WorkerComms(), raising=False)
+    assert secret_masking.guard_dag_test_comms() is False
+    assert comms_class is None or comms_class.send is before
+
+    if comms_class is not None:
+        monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", object.__new__(comms_class), raising=False)
+        assert secret_masking.guard_dag_test_comms() is (not AIRFLOW_V_3_1_PLUS)
+        assert (comms_class.send is before) is AIRFLOW_V_3_1_PLUS

@@ -27,7 +27,6 @@ from airflow_provider_hubexport.api import (
     start_export_request,
     status_request,
 )
-from airflow_provider_hubexport.compat import mask_secret, quiet_secret_messages
 from airflow_provider_hubexport.errors import error_from_response, read_response, transient_error
 from airflow_provider_hubexport.exceptions import (
     HubSpotExportError,
@@ -38,6 +37,7 @@ from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT
 from airflow_provider_hubexport.hooks.endpoint import EndpointRequest, endpoint_path, endpoint_request
 from airflow_provider_hubexport.hooks.ids import accepts_old_task_id
 from airflow_provider_hubexport.hooks.retry import RetryPolicy, replaying
+from airflow_provider_hubexport.secret_masking import guard_dag_test_comms, mask_secret
 from airflow_provider_hubexport.validation import validate_id
 
 # Portal ids read from HubSpot, per connection and token (auth.cache_key), for this process.
@@ -109,7 +109,7 @@ class HubSpotHook(HttpHook):
     # -- connection ----------------------------------------------------------------------------
     @cached_property
     def settings(self) -> HubSpotConnectionSettings:
-        quiet_secret_messages()  # before Airflow masks the password (3.0's dag.test() would log it)
+        guard_dag_test_comms()  # before Airflow masks the password (3.0's dag.test() would log it)
         conn = self.get_connection(self.hubspot_conn_id)
         settings = HubSpotConnectionSettings.from_connection(conn, self.hubspot_conn_id)
         for secret in auth.not_yet_masked(settings.secrets):

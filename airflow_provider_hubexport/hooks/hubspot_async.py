@@ -31,7 +31,7 @@ from airflow_provider_hubexport.api import (
     parse_token_response,
     status_request,
 )
-from airflow_provider_hubexport.compat import aget_connection, amask_secret
+from airflow_provider_hubexport.compat import aget_connection
 from airflow_provider_hubexport.errors import error_from_response, read_response, transient_error
 from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExportRequestError
 from airflow_provider_hubexport.hooks import auth, auth_flow
@@ -39,6 +39,7 @@ from airflow_provider_hubexport.hooks.connection import DEFAULT_HOST, USER_AGENT
 from airflow_provider_hubexport.hooks.endpoint import endpoint_request
 from airflow_provider_hubexport.hooks.ids import accepts_old_task_id
 from airflow_provider_hubexport.hooks.retry import RetryPolicy, areplaying, http_hook_budget
+from airflow_provider_hubexport.secret_masking import amask_secret, guard_dag_test_comms
 from airflow_provider_hubexport.validation import validate_id
 
 
@@ -126,6 +127,7 @@ class _SharedSettings:
             fresh = cls._fresh(entries, conn_id)  # read by another wait while this one queued
             if fresh is not None:
                 return fresh
+            guard_dag_test_comms()  # before Airflow masks the password (3.0's dag.test() would log it)
             conn = await aget_connection(conn_id)
             settings = HubSpotConnectionSettings.from_connection(conn, conn_id)
             for secret in auth.not_yet_masked(settings.secrets):
