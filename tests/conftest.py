@@ -115,6 +115,20 @@ def hook(connect):
     h.close()
 
 
+@pytest.fixture
+def complete(sandbox, hook):
+    """Starts an export (with the given plan, and request) that is COMPLETE at once; returns its
+    task id once the sandbox has written its file."""
+
+    def _complete(request=None, **plan):
+        sandbox.plan_next(pending_polls=0, processing_polls=0, **plan)
+        task_id = hook.start_export(request or CONTACTS)
+        hook.get_export_status(task_id)  # COMPLETE: the sandbox has written the file
+        return task_id
+
+    return _complete
+
+
 def arrival_gaps(requests) -> list[float]:
     """Seconds between consecutive requests as the sandbox saw them arrive: a client that waited
     ``w`` before resending shows a gap of at least ``w`` however loaded the machine is (load only

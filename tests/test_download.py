@@ -18,17 +18,6 @@ from airflow_provider_hubexport.exceptions import HubSpotExportError, HubSpotExp
 from airflow_provider_hubexport.sandbox import Packaging
 
 
-@pytest.fixture
-def complete(sandbox, hook):
-    def _complete(request=None, **plan):
-        sandbox.plan_next(pending_polls=0, processing_polls=0, **plan)
-        task_id = hook.start_export(request or CONTACTS)
-        hook.get_export_status(task_id)  # COMPLETE: the sandbox has written the file
-        return task_id
-
-    return _complete
-
-
 def _sha(path):
     with open(path, "rb") as fh:
         return hashlib.sha256(fh.read()).hexdigest()

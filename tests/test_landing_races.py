@@ -20,7 +20,6 @@ import time
 import zipfile
 
 import pytest
-from conftest import CONTACTS
 
 from airflow_provider_hubexport.sandbox import Packaging
 
@@ -32,17 +31,6 @@ CHILD = textwrap.dedent(
     """
 )
 PLAIN_CSV = Packaging(zip_over_bytes=10**12, rows_per_file=10**9)
-
-
-@pytest.fixture
-def complete(sandbox, hook):
-    def _complete(**plan):
-        sandbox.plan_next(pending_polls=0, processing_polls=0, **plan)
-        task_id = hook.start_export(CONTACTS)
-        hook.get_export_status(task_id)  # COMPLETE: the sandbox has written the file
-        return task_id
-
-    return _complete
 
 
 def _sha_file(path):

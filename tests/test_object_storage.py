@@ -96,17 +96,6 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def complete(sandbox, hook):
-    def _complete(**plan):
-        sandbox.plan_next(pending_polls=0, processing_polls=0, **plan)
-        task_id = hook.start_export(CONTACTS)
-        hook.get_export_status(task_id)  # COMPLETE: the sandbox has written the file
-        return task_id
-
-    return _complete
-
-
 # -- the hook --------------------------------------------------------------------------------------
 def test_csv_lands_at_its_key_with_the_connection_in_either_form(sandbox, hook, complete, s3):
     sandbox.packaging = Packaging(zip_over_bytes=10**12, rows_per_file=10**9)  # one plain CSV
