@@ -78,6 +78,7 @@ __all__ = [
     "base_hook_class",
     "conf",
     "read_reschedule_dates",
+    "schedule_fields",
 ]
 
 
@@ -152,3 +153,24 @@ async def aget_connection(conn_id: str) -> Any:
     import asyncio
 
     return await asyncio.to_thread(hook.get_connection, conn_id)
+
+
+def schedule_fields(timetable: Any) -> dict[str, Any] | None:
+    """A trigger timetable's schedule as ``{"expression", "timezone", "delta"}`` (raw, for
+    ``window.Schedule.from_fields``); None for any other timetable (only trigger timetables have
+    point intervals).
+
+    From 3.2 the task sees the Task SDK's timetable definitions, with public ``expression``,
+    ``timezone`` and ``delta`` attributes; on 3.0 and 3.1 the scheduler's classes, whose public face
+    for these is ``serialize()``.
+    """
+    if type(timetable).__name__ not in ("CronTriggerTimetable", "DeltaTriggerTimetable"):
+        return None
+    if hasattr(timetable, "expression") or hasattr(timetable, "delta"):  # Airflow >= 3.2
+        return {
+            "expression": getattr(timetable, "expression", None),
+            "timezone": getattr(timetable, "timezone", "UTC"),
+            "delta": getattr(timetable, "delta", None),
+        }
+    fields = timetable.serialize()
+    return {k: fields.get(k) for k in ("expression", "timezone", "delta")}

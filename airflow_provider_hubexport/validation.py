@@ -35,6 +35,15 @@ MAX_FILTER_GROUPS = 5
 MAX_FILTERS_PER_GROUP = 6
 MAX_FILTERS_TOTAL = 18
 
+# HubSpot's export options for associations and internal values.
+MAX_ASSOCIATED_OBJECT_TYPES = 4
+INTERNAL_VALUES_OPTIONS = ("NAMES", "VALUES")
+BOOLEAN_FIELDS = (
+    "includeLabeledAssociations",
+    "includePrimaryDisplayPropertyForAssociatedObjects",
+    "overrideAssociatedObjectsPerDefinitionPerRowLimit",
+)
+
 API_VERSIONS = ("v3", "2026-03")
 DEFAULT_API_VERSION = "v3"
 # HubSpot ids are 64-bit; anything longer is not an id but an accident or an attack.
@@ -213,4 +222,38 @@ def validate_export_request(request: Any, keywords: Mapping[str, str] | None = N
         )
     if "publicCrmSearchRequest" in request:
         _validate_search(request["publicCrmSearchRequest"], keywords)
+    _validate_associations(request, keywords)
     return json.loads(json.dumps(dict(request)))
+
+
+def _validate_associations(request: Mapping[str, Any], keywords: Mapping[str, str]) -> None:
+    """HubSpot's options for associated objects and internal values, as its reference documents them."""
+    associated = request.get("associatedObjectType")
+    if associated is not None:
+        names = [associated] if isinstance(associated, str) else associated
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise HubSpotExportRequestError(
+                f"{_field('associatedObjectType', keywords)} must be a list of object types such as "
+                f"['COMPANY', 'DEAL']; got {associated!r}."
+            )
+        if len(names) > MAX_ASSOCIATED_OBJECT_TYPES:
+            raise HubSpotExportRequestError(
+                f"{_field('associatedObjectType', keywords)} has {len(names)} object types; HubSpot exports "
+                f"at most {MAX_ASSOCIATED_OBJECT_TYPES} associated types: drop some, or export them separately."
+            )
+    options = request.get("exportInternalValuesOptions")
+    if options is not None and (
+        not isinstance(options, list)
+        or not all(o in INTERNAL_VALUES_OPTIONS for o in options)
+        or len(set(options)) != len(options)
+    ):
+        raise HubSpotExportRequestError(
+            f"{_field('exportInternalValuesOptions', keywords)} must be a list of {' and/or '.join(INTERNAL_VALUES_OPTIONS)} "
+            f"(NAMES: internal property names as the column headers; VALUES: internal values such as "
+            f"'lead' instead of labels), each once; got {options!r}."
+        )
+    for key in BOOLEAN_FIELDS:
+        if key in request and not isinstance(request[key], bool):
+            raise HubSpotExportRequestError(
+                f"{_field(key, keywords)} must be True or False; got {request[key]!r}."
+            )

@@ -52,7 +52,7 @@ CORE_ORDER = [
     ("exceptions", "compat"),
     ("secret_masking",),
     ("validation",),
-    ("api",),
+    ("api", "window"),
     ("errors",),
     ("polling", "quota", "wait_memory"),
     ("object_store",),
