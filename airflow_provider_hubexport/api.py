@@ -20,6 +20,7 @@ HubSpot answers 404.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,106 @@ def parse_portal_id(payload: Any) -> int:
     if isinstance(portal, bool) or not isinstance(portal, int) or portal <= 0:
         raise _malformed("account details", "no positive integer 'portalId'")
     return portal
+
+
+# ---------------------------------------------------------------------------------------------
+# What an export names: its object type (a custom object by name) and its properties ("ALL").
+# ---------------------------------------------------------------------------------------------
+# HubSpot's standard objects, by the names an export's objectType takes, and their objectTypeIds.
+STANDARD_OBJECT_TYPES = {
+    "CONTACT": "0-1",
+    "COMPANY": "0-2",
+    "DEAL": "0-3",
+    "TICKET": "0-5",
+    "PRODUCT": "0-7",
+    "LINE_ITEM": "0-8",
+    "QUOTE": "0-14",
+    "TASK": "0-27",
+    "NOTE": "0-46",
+    "MEETING": "0-47",
+    "CALL": "0-48",
+    "EMAIL": "0-49",
+    "LEAD": "0-136",
+}
+ALL_PROPERTIES = "ALL"
+_TYPE_ID = re.compile(r"[0-9]+-[0-9]+")
+
+
+def needs_schema_lookup(object_type: str) -> bool:
+    """True for a name that is neither a standard object nor an objectTypeId (``2-1234567``): a
+    custom object's name, which HubSpot's exports do not take."""
+    text = object_type.strip()
+    return text.upper() not in STANDARD_OBJECT_TYPES and not _TYPE_ID.fullmatch(text)
+
+
+def normalize_object_type(object_type: str) -> str:
+    """A standard object's name in capitals (``contact`` -> ``CONTACT``); an id as given."""
+    text = object_type.strip()
+    return text.upper() if text.upper() in STANDARD_OBJECT_TYPES else text
+
+
+def properties_request(object_type: str) -> ApiRequest:
+    """``GET /crm/v3/properties/{objectType}``: the object's properties, custom ones included, not
+    archived ones."""
+    text = object_type.strip()
+    path_type = STANDARD_OBJECT_TYPES.get(text.upper(), text)
+    if not _TYPE_ID.fullmatch(path_type):
+        raise HubSpotExportRequestError(
+            f"object_type {object_type!r} is neither a standard object (CONTACT, COMPANY, DEAL, ...) nor an "
+            "objectTypeId such as 2-1234567: resolve a custom object's name first."
+        )
+    return ApiRequest(
+        "GET", f"/crm/v3/properties/{path_type}?archived=false", describe=f"properties of {text}"
+    )
+
+
+def parse_property_names(payload: Any, object_type: str) -> list[str]:
+    results = payload.get("results") if isinstance(payload, Mapping) else None
+    if not isinstance(results, list):
+        raise _malformed("properties", "no 'results' list")
+    names = [
+        p["name"]
+        for p in results
+        if isinstance(p, Mapping) and isinstance(p.get("name"), str) and p["name"] and not p.get("archived")
+    ]
+    if not names:
+        raise HubSpotExportError(
+            f"HubSpot listed no properties for {object_type}: check object_type, and that the token may "
+            "read its properties (scope crm.schemas.<object>.read)."
+        )
+    return names
+
+
+SCHEMAS_PATH = "/crm/v3/schemas"
+
+
+def schemas_request() -> ApiRequest:
+    """``GET /crm/v3/schemas``: the account's custom objects, to find one's objectTypeId by name."""
+    return ApiRequest("GET", SCHEMAS_PATH, describe="custom object schemas")
+
+
+def parse_custom_object_type(payload: Any, name: str) -> str:
+    """The objectTypeId of the custom object whose ``name``, ``fullyQualifiedName`` or plural label
+    is ``name`` (case-insensitive); refused, listing the names that exist, when none is."""
+    results = payload.get("results") if isinstance(payload, Mapping) else None
+    if not isinstance(results, list):
+        raise _malformed("schemas", "no 'results' list")
+    wanted = name.strip().casefold()
+    known = []
+    for schema in results:
+        if not isinstance(schema, Mapping) or not isinstance(schema.get("objectTypeId"), str):
+            continue
+        labels = schema.get("labels") if isinstance(schema.get("labels"), Mapping) else {}
+        names = [schema.get("name"), schema.get("fullyQualifiedName"), labels.get("plural")]
+        names = [n for n in names if isinstance(n, str) and n]
+        if wanted in {n.casefold() for n in names}:
+            return schema["objectTypeId"]
+        known.append(f"{names[0]} ({schema['objectTypeId']})" if names else schema["objectTypeId"])
+    raise HubSpotExportRequestError(
+        f"object_type {name!r} is not a standard object and no custom object of this account has that name, "
+        f"fully qualified name or plural label. Custom objects: {', '.join(known) or 'none'}; standard "
+        f"objects: {', '.join(STANDARD_OBJECT_TYPES)}."
+    )
 
 
 TOKEN_PATH = "/oauth/v1/token"

@@ -62,13 +62,37 @@ def export_run_facet_class() -> type:
         format: str | None = attrs.field(default=None)
         listId: str | None = attrs.field(default=None)  # noqa: N815
         files: list[str] = attrs.field(factory=list)  # where they landed; never the signed URL
-        _additional_skip_redact = ["exportTaskId", "objectType", "exportType", "format", "listId", "files"]
+        # An incremental export's window: property, startMs, endMs, start, end (ISO), lookbackSeconds.
+        window: dict[str, Any] | None = attrs.field(default=None)
+        _additional_skip_redact = [
+            "exportTaskId",
+            "objectType",
+            "exportType",
+            "format",
+            "listId",
+            "files",
+            "window",
+        ]
 
         @staticmethod
         def _get_schema() -> str:
             return SCHEMA_URL
 
     return HubSpotExportRunFacet
+
+
+def facet_window(window: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The window (``window.ExportWindow.to_dict``) in OpenLineage's camelCase."""
+    if not window:
+        return None
+    return {
+        "property": window["property"],
+        "startMs": window["start_ms"],
+        "endMs": window["end_ms"],
+        "start": window["start"],
+        "end": window["end"],
+        "lookbackSeconds": window["lookback_seconds"],
+    }
 
 
 SCHEMA_URL = (
@@ -91,6 +115,7 @@ def task_lineage(
     landed: Any,
     destination: Any,
     failed: bool = False,
+    window: Mapping[str, Any] | None = None,
 ) -> Any:
     """What an operator's OpenLineage methods return, from the task's own result (``landed``, set
     after the download, also after a deferral) and, for a task that succeeded, at most two quick
@@ -140,6 +165,7 @@ def task_lineage(
         landed=landed,
         destination=dest,
         record_count=count if isinstance(count, int) and not isinstance(count, bool) else None,
+        window=window,
     )
 
 
@@ -152,6 +178,7 @@ def export_lineage(
     destination: tuple[str, str] | None,
     record_count: int | None = None,
     name_input: bool = True,
+    window: Mapping[str, Any] | None = None,
 ) -> Any:
     """The ``OperatorLineage`` of an export task: HubSpot's object in, the landed files out.
 
@@ -193,5 +220,6 @@ def export_lineage(
             format=request.get("format"),
             listId=str(request["listId"]) if request.get("listId") else None,
             files=[str(f["path"]) for f in landed or []],
+            window=facet_window(window),
         )
     return OperatorLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)

@@ -28,6 +28,8 @@ class RunResult:
     # task id -> how many times it started running: a try resumed after a deferral (or a
     # reschedule) runs again without a new try number
     runs: dict[str, int] = field(default_factory=dict)
+    # task id -> {key: value} of its XComs under other keys than return_value
+    keyed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def run_dag(
@@ -146,9 +148,10 @@ def _read(dag_run: Any) -> RunResult:
             tasks={ti.task_id: str(ti.state) for ti in tis},
             tries={ti.task_id: ti.try_number for ti in tis},
         )
-        rows = session.scalars(
-            XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, key="return_value")
-        ).all()
+        rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id)).all()
         # Values pushed through the Task Execution API are stored as JSON and come back as Python.
-        result.xcom = {row.task_id: row.value for row in rows}
+        result.xcom = {row.task_id: row.value for row in rows if row.key == "return_value"}
+        for row in rows:
+            if row.key != "return_value":
+                result.keyed.setdefault(row.task_id, {})[row.key] = row.value
     return result

@@ -78,6 +78,66 @@ def _destination(destination, conn_id=None):
     return Destination(destination, conn_id)
 
 
+def _window(**kw):
+    from datetime import datetime, timezone
+
+    from airflow_provider_hubexport.window import incremental_window
+
+    day1, day2 = datetime(2026, 11, 27, tzinfo=timezone.utc), datetime(2026, 11, 28, tzinfo=timezone.utc)
+    args = dict(
+        object_type="CONTACT",
+        modified_property=None,
+        data_interval_start=day1,
+        data_interval_end=day2,
+        lookback=0,
+    )
+    return incremental_window(**{**args, **kw})
+
+
+def _apply_window(search):
+    from airflow_provider_hubexport.window import ExportWindow, apply_window
+
+    apply_window(_request(publicCrmSearchRequest=search), ExportWindow("lastmodifieddate", 1, 2))
+
+
+def _filters(n):
+    return [FILTER] * n
+
+
+def _custom_object(name):
+    from airflow_provider_hubexport.api import parse_custom_object_type
+
+    schema = {"name": "vehicles", "objectTypeId": "2-1", "labels": {"plural": "Vehicles"}}
+    parse_custom_object_type({"results": [schema]}, name)
+
+
+def _properties_of(object_type):
+    from airflow_provider_hubexport.api import properties_request
+
+    properties_request(object_type)
+
+
+def _resolve(object_type):
+    from airflow_provider_hubexport.hooks.hubspot import HubSpotHook
+
+    HubSpotHook("hubspot_x").resolve_object_type(object_type)
+
+
+def _incremental_list_export():
+    from airflow_provider_hubexport.operators.export import prepare_export_request
+
+    fields = {"object_type": "CONTACT", "object_properties": ["email"], "export_type": "LIST", "list_id": 7}
+    prepare_export_request(None, fields, "x", hook=None, window=lambda object_type: _window())
+
+
+def _since_without_incremental():
+    from airflow_provider_hubexport.operators.export import HubSpotStartExportOperator
+
+    HubSpotStartExportOperator(
+        task_id="t", object_type="CONTACT", object_properties=["email"], modified_since="2026-01-01"
+    )
+
+
 def _unwritable(tmp_path, monkeypatch):
     # As root every directory is writable, so the refusal an ordinary user meets is simulated.
     monkeypatch.setattr(os, "access", lambda *a, **k: False)
@@ -339,6 +399,100 @@ CASES = [
         "max_wait=30",
         r"give only max_poke_interval",
     ),
+    # incremental exports, associations, custom objects, ALL properties
+    (
+        "window-no-interval",
+        lambda: _window(data_interval_start=None, data_interval_end=None),
+        "data interval",
+        r"pass modified_since and modified_until",
+    ),
+    (
+        "window-point",
+        lambda: _window(
+            data_interval_end=__import__("datetime").datetime(
+                2026, 11, 27, tzinfo=__import__("datetime").timezone.utc
+            )
+        ),
+        "is a point",
+        r"CronTriggerTimetable\(\.\.\., interval=timedelta",
+    ),
+    (
+        "window-empty",
+        lambda: _window(modified_since="2026-12-01", modified_until="2026-11-30"),
+        "modified_since",
+        r"must be before modified_until",
+    ),
+    (
+        "window-since-text",
+        lambda: _window(modified_since="yesterday"),
+        "modified_since",
+        r"\{\{ data_interval_start \}\}",
+    ),
+    (
+        "window-since-type",
+        lambda: _window(modified_since=[1]),
+        "modified_since",
+        r"ISO 8601 text or epoch milliseconds",
+    ),
+    ("window-lookback-type", lambda: _window(lookback="1h"), "lookback", r"timedelta\(hours=1\) or 3600"),
+    ("window-lookback-negative", lambda: _window(lookback=-1), "lookback", r"Use 0 for none"),
+    (
+        "window-property",
+        lambda: _window(modified_property="a b"),
+        "modified_property",
+        r"such as 'hs_lastmodifieddate'",
+    ),
+    (
+        "window-group-limit",
+        lambda: _apply_window({"filterGroups": [{"filters": _filters(5)}]}),
+        "filter_groups[0]",
+        r"move some into another group",
+    ),
+    (
+        "window-total-limit",
+        lambda: _apply_window({"filters": _filters(17)}),
+        "incremental=True",
+        r"drop some filters",
+    ),
+    ("incremental-list", _incremental_list_export, "incremental=True", r"export_type='VIEW'"),
+    ("modified_since-alone", _since_without_incremental, "modified_since", r"pass incremental=True"),
+    (
+        "associated-shape",
+        lambda: _build(associated_object_types=[1]),
+        "associated_object_types",
+        r"such as \['COMPANY', 'DEAL'\]",
+    ),
+    (
+        "associated-limit",
+        lambda: _build(associated_object_types=["COMPANY", "DEAL", "TICKET", "PRODUCT", "QUOTE"]),
+        "associated_object_types",
+        r"at most 4 associated types: drop some",
+    ),
+    (
+        "internal-values",
+        lambda: _build(export_internal_values_options=["LABELS"]),
+        "export_internal_values_options",
+        r"NAMES and/or VALUES",
+    ),
+    (
+        "labeled-associations",
+        lambda: _build(include_labeled_associations="yes"),
+        "include_labeled_associations",
+        r"True or False",
+    ),
+    (
+        "custom-object-unknown",
+        lambda: _custom_object("bikes"),
+        "object_type 'bikes'",
+        r"Custom objects: vehicles \(2-1\)",
+    ),
+    (
+        "properties-of-name",
+        lambda: _properties_of("bikes"),
+        "object_type 'bikes'",
+        r"resolve a custom object's name first",
+    ),
+    ("resolve-empty", lambda: _resolve(" "), "object_type", r"a custom object's name or its id"),
     ("retry-attempts", lambda: _retry(max_attempts=0), "max_attempts", r"1 means no retry"),
     ("retry-seconds", lambda: _retry(max_seconds=-1), "max_seconds", r"0 means no retry"),
 ]

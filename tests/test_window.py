@@ -227,3 +227,48 @@ def test_hubspots_limits_are_refused_naming_the_window(search, words):
 def test_up_to_the_limits_is_accepted():
     out = apply_window({**REQUEST, "publicCrmSearchRequest": {"filterGroups": [{"filters": flt(4)}] * 3}}, W)
     assert sum(len(g["filters"]) for g in out["publicCrmSearchRequest"]["filterGroups"]) == 18
+
+
+@pytest.mark.parametrize(
+    "schedule,point,previous",
+    [
+        # midnight in Amsterdam, the DAG's timezone: 23:00 UTC in winter
+        ("@daily", datetime(2026, 11, 27, 23, tzinfo=UTC), datetime(2026, 11, 26, 23, tzinfo=UTC)),
+        ("0 6 * * *", datetime(2026, 11, 28, 5, tzinfo=UTC), datetime(2026, 11, 27, 5, tzinfo=UTC)),
+        (timedelta(hours=2), DAY2, DAY2 - timedelta(hours=2)),
+    ],
+)
+def test_the_previous_point_is_read_from_airflows_own_timetables(schedule, point, previous):
+    """What the task sees as ``dag.timetable`` differs by minor (the scheduler's classes on 3.0 and
+    3.1, the Task SDK's definitions from 3.2): each leg runs this against its own."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    from airflow_provider_hubexport.compat import schedule_fields
+
+    with DAG("w", schedule=schedule, start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Amsterdam")) as dag:
+        pass
+    found = Schedule.from_fields(schedule_fields(dag.timetable))
+    assert found is not None and found.previous_point(point) == previous
+
+
+def test_timetables_with_real_intervals_need_no_previous_point():
+    import pendulum
+    from airflow.sdk import DAG
+
+    from airflow_provider_hubexport.compat import schedule_fields
+
+    try:
+        from airflow.sdk import CronDataIntervalTimetable
+    except ImportError:  # Airflow < 3.2
+        from airflow.timetables.interval import CronDataIntervalTimetable
+    with DAG(
+        "w",
+        schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+        start_date=pendulum.datetime(2026, 1, 1),
+    ) as dag:
+        pass
+    assert schedule_fields(dag.timetable) is None
+    with DAG("n", schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
+        pass
+    assert schedule_fields(dag.timetable) is None

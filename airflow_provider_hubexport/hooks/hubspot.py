@@ -19,10 +19,16 @@ from airflow_provider_hubexport.api import (
     ExportStatus,
     account_details_request,
     get_export_request,
+    needs_schema_lookup,
+    normalize_object_type,
+    parse_custom_object_type,
     parse_portal_id,
+    parse_property_names,
     parse_start_response,
     parse_status,
     parse_token_response,
+    properties_request,
+    schemas_request,
     signed_url_parts,
     start_export_request,
     status_request,
@@ -365,6 +371,31 @@ class HubSpotHook(HttpHook):
             self.log.info("HubSpot portal id not known (%s): lineage names the HubSpot side 'hubspot'.", err)
             return None
         return portal
+
+    def resolve_object_type(self, object_type: str) -> str:
+        """The ``objectType`` an export takes: a standard object's name (in capitals) or an
+        objectTypeId as given; a custom object's name, fully qualified name or plural label looked
+        up through ``GET /crm/v3/schemas`` (scope ``crm.schemas.custom.read``), refused listing the
+        names that exist when unknown."""
+        if not isinstance(object_type, str) or not object_type.strip():
+            raise HubSpotExportRequestError(
+                f"object_type must be a CRM object such as CONTACT, a custom object's name or its id; got {object_type!r}."
+            )
+        if not needs_schema_lookup(object_type):
+            return normalize_object_type(object_type)
+        resolved = self.call(schemas_request(), lambda body: parse_custom_object_type(body, object_type))
+        self.log.info("Custom object %r is objectTypeId %s.", object_type, resolved)
+        return resolved
+
+    def get_property_names(self, object_type: str) -> list[str]:
+        """Every property of ``object_type`` (a standard name or an objectTypeId), custom ones
+        included and archived ones not, as HubSpot lists them now (``GET
+        /crm/v3/properties/{objectType}``, scope ``crm.schemas.<object>.read``)."""
+        names = self.call(
+            properties_request(object_type), lambda body: parse_property_names(body, object_type)
+        )
+        self.log.info("object_properties='ALL': %d properties of %s.", len(names), object_type)
+        return names
 
     def get_export(self, export_id: str | int) -> dict[str, Any]:
         """HubSpot's description of an export (``GET .../export/{exportId}``: its type, object,

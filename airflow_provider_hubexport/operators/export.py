@@ -6,11 +6,18 @@ DAG files import this module on every parse: it imports no HTTP library and not 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_hubexport.compat import BaseOperator, BaseOperatorMeta, ResumableJobMixin, conf
+from airflow_provider_hubexport.api import ALL_PROPERTIES, needs_schema_lookup
+from airflow_provider_hubexport.compat import (
+    BaseOperator,
+    BaseOperatorMeta,
+    ResumableJobMixin,
+    conf,
+    schedule_fields,
+)
 from airflow_provider_hubexport.exceptions import HubSpotExportLimitError, HubSpotExportRequestError
 from airflow_provider_hubexport.lazy_hook import LazyHubSpotHook
 from airflow_provider_hubexport.polling import (
@@ -27,6 +34,14 @@ from airflow_provider_hubexport.polling import (
 from airflow_provider_hubexport.quota import QuotaWait
 from airflow_provider_hubexport.validation import validate_export_request, validate_id
 from airflow_provider_hubexport.waiting import check_once, defer_to_trigger, wait_for_export
+from airflow_provider_hubexport.window import (
+    DEFAULT_LOOKBACK,
+    ExportWindow,
+    Schedule,
+    apply_window,
+    incremental_window,
+    lookback_ms,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -42,6 +57,9 @@ REQUEST_FIELDS = {
     "export_name": "exportName",
     "list_id": "listId",
     "associated_object_types": "associatedObjectType",
+    "include_labeled_associations": "includeLabeledAssociations",
+    "export_internal_values_options": "exportInternalValuesOptions",
+    "override_associated_objects_per_definition_per_row_limit": "overrideAssociatedObjectsPerDefinitionPerRowLimit",
 }
 # Operator keyword -> field of the request's publicCrmSearchRequest.
 SEARCH_FIELDS = {"filters": "filters", "filter_groups": "filterGroups", "query": "query", "sorts": "sorts"}
@@ -55,6 +73,13 @@ def build_export_request(
 
     A field given both ways with different values is refused rather than silently picked.
     """
+    return validate_export_request(*merge_export_request(export_request, fields, default_name))
+
+
+def merge_export_request(
+    export_request: dict[str, Any] | None, fields: dict[str, Any], default_name: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The request and, per HubSpot field, the operator keyword it came from (for messages)."""
     if export_request is not None and not isinstance(export_request, dict):
         raise HubSpotExportRequestError(
             f"export_request must be a dict in HubSpot's camelCase shape, got {type(export_request).__name__}."
@@ -81,7 +106,43 @@ def build_export_request(
     for wire, default in REQUEST_DEFAULTS.items():
         request.setdefault(wire, default)
     request.setdefault("exportName", default_name[:200])
-    return validate_export_request(request, keywords)
+    return request, keywords
+
+
+def prepare_export_request(
+    export_request: dict[str, Any] | None,
+    fields: dict[str, Any],
+    default_name: str,
+    hook: Any,
+    window: Callable[[str], ExportWindow] | None = None,
+) -> tuple[dict[str, Any], ExportWindow | None]:
+    """The request to send, and its incremental window: everything the user gave is checked first
+    (with stand-ins for what HubSpot resolves), so bad input fails before any request leaves;
+    then a custom object's name and ``object_properties="ALL"`` are resolved through the hook (once,
+    when the task runs), and the window, computed from the object type, is ANDed in."""
+    request, keywords = merge_export_request(export_request, fields, default_name)
+    object_type = request.get("objectType")
+    want_all = request.get("objectProperties") == ALL_PROPERTIES
+    lookup = isinstance(object_type, str) and object_type.strip() and needs_schema_lookup(object_type)
+    draft = {
+        **request,
+        **({"objectType": "CONTACT"} if lookup else {}),
+        **({"objectProperties": ["hs_object_id"]} if want_all else {}),
+    }
+    validate_export_request(draft, keywords)
+    chosen = window(object_type) if window is not None else None
+    if chosen is not None and str(request.get("exportType")).upper() == "LIST":
+        raise HubSpotExportRequestError(
+            "incremental=True filters a VIEW export by its records' modification time; a LIST export "
+            "takes the list's members as they are. Export the object (export_type='VIEW') instead."
+        )
+    request["objectType"] = hook.resolve_object_type(object_type)
+    if want_all:
+        request["objectProperties"] = hook.get_property_names(request["objectType"])
+    request = validate_export_request(request, keywords)
+    if chosen is not None:
+        request = validate_export_request(apply_window(request, chosen), keywords)
+    return request, chosen
 
 
 class ReportsLineage:
@@ -100,6 +161,10 @@ class ReportsLineage:
         """What was exported, when the operator knows it from its own arguments."""
         return None
 
+    def _lineage_window(self) -> Mapping[str, Any] | None:
+        """The incremental window of the export, when the operator started it."""
+        return None
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         return self._lineage(failed=False)
 
@@ -116,6 +181,7 @@ class ReportsLineage:
             landed=self._ol_landed,
             destination=getattr(self, "destination", None),
             failed=failed,
+            window=self._lineage_window(),
         )
 
 
@@ -131,8 +197,13 @@ class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMi
 
     :param export_request: the request body, e.g. ``{"exportType": "VIEW", "format": "CSV",
         "objectType": "CONTACT", "objectProperties": ["email"]}`` (templated).
-    :param object_type: ``objectType``: CONTACT, COMPANY, DEAL, TICKET or a custom object id.
-    :param object_properties: ``objectProperties``: the properties (columns) to export.
+    :param object_type: ``objectType``: CONTACT, COMPANY, DEAL, TICKET, a custom object's id
+        (``2-1234567``) or its name, fully qualified name or plural label, which the task resolves
+        through HubSpot's schemas API (an unknown name fails before the export starts, listing those
+        that exist).
+    :param object_properties: ``objectProperties``: the properties (columns) to export, or ``"ALL"``:
+        every property HubSpot lists for the object when the task runs (custom ones included; one
+        extra API call), recorded in XCom (key ``export``) and the lineage schema facet.
     :param export_type: ``exportType``: VIEW (default) or LIST.
     :param file_format: ``format``: CSV (default), XLSX or XLS.
     :param language: ``language``: EN (default), DE, ES, FR, JA, NL, PT_BR, IT, PL, SV, FI, ZH_TW, DA_DK, NO.
@@ -159,9 +230,40 @@ class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMi
     :param filter_groups: ``publicCrmSearchRequest.filterGroups``.
     :param query: ``publicCrmSearchRequest.query``.
     :param sorts: ``publicCrmSearchRequest.sorts``.
+    :param include_labeled_associations: ``includeLabeledAssociations``: the associations' labels too.
+    :param export_internal_values_options: ``exportInternalValuesOptions``: ``["NAMES"]`` for internal
+        property names as column headers (``hs_object_id`` rather than ``Record ID``, whatever the
+        ``language``), ``"VALUES"`` for internal values (``lead`` rather than ``Lead``), or both.
+    :param override_associated_objects_per_definition_per_row_limit:
+        ``overrideAssociatedObjectsPerDefinitionPerRowLimit``: lift HubSpot's cap on associated
+        records per row.
+    :param incremental: export only the records whose last-modified property falls in the run's
+        data interval, widened back by ``lookback``: ``[data_interval_start - lookback,
+        data_interval_end)``, half-open, epoch milliseconds UTC. The window is ANDed into every
+        filter group; ``hs_object_id`` and the modified property are added to the columns so the
+        overlap can be de-duplicated (keep the latest per ``hs_object_id``). A run whose interval is
+        a point (Airflow 3's ``@daily``) starts at its schedule's previous point; a run without an
+        interval fails naming the fixes. The window is in XCom (key ``export``), the outlet Assets'
+        events and the OpenLineage run facet.
+    :param lookback: how far back each window reaches before its interval (a ``timedelta`` or
+        seconds; default one hour): HubSpot's search index, which exports read, lags behind edits
+        by an undocumented amount. 0 for none.
+    :param modified_property: the property the window filters on (templated); default
+        ``lastmodifieddate`` for contacts, ``hs_lastmodifieddate`` for every other object.
+    :param modified_since: the window's start instead of the data interval's (templated: a
+        datetime, ISO 8601 text or epoch milliseconds; naive is UTC); the lookback still applies.
+    :param modified_until: the window's end instead of the data interval's (templated).
     """
 
-    template_fields: Sequence[str] = ("export_request", *REQUEST_FIELDS, *SEARCH_FIELDS, "hubspot_conn_id")
+    template_fields: Sequence[str] = (
+        "export_request",
+        *REQUEST_FIELDS,
+        *SEARCH_FIELDS,
+        "modified_property",
+        "modified_since",
+        "modified_until",
+        "hubspot_conn_id",
+    )
     template_fields_renderers = {"export_request": "json", "filters": "json", "filter_groups": "json"}
     ui_color = "#ff7a59"
     external_id_key = "hubspot_export_task_id"
@@ -182,6 +284,14 @@ class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMi
         filter_groups: list[dict[str, Any]] | None = None,
         query: str | None = None,
         sorts: list[Any] | None = None,
+        include_labeled_associations: bool | None = None,
+        export_internal_values_options: list[str] | None = None,
+        override_associated_objects_per_definition_per_row_limit: bool | None = None,
+        incremental: bool = False,
+        lookback: float | timedelta = DEFAULT_LOOKBACK,
+        modified_property: str | None = None,
+        modified_since: Any = None,
+        modified_until: Any = None,
         hubspot_conn_id: str = "hubspot_default",
         resend_uncertain_start: bool | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -213,8 +323,24 @@ class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMi
         self.filter_groups = filter_groups
         self.query = query
         self.sorts = sorts
+        self.include_labeled_associations = include_labeled_associations
+        self.export_internal_values_options = export_internal_values_options
+        self.override_associated_objects_per_definition_per_row_limit = (
+            override_associated_objects_per_definition_per_row_limit
+        )
+        if not incremental and (modified_since is not None or modified_until is not None):
+            raise HubSpotExportRequestError(
+                "modified_since and modified_until set an incremental window: pass incremental=True with them."
+            )
+        lookback_ms(lookback)  # refused at parse time, not at 2 a.m.
+        self.incremental = incremental
+        self.lookback = lookback
+        self.modified_property = modified_property
+        self.modified_since = modified_since
+        self.modified_until = modified_until
         self.hubspot_conn_id = hubspot_conn_id
         self._request: dict[str, Any] = {}
+        self._export: dict[str, Any] | None = None  # what XCom's "export" holds, once started
         self._quota: QuotaWait | None = None
 
     def execute(self, context: Context) -> Any:
@@ -222,10 +348,61 @@ class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMi
         run_id = context["run_id"] if "run_id" in context else ""
         ti = context["ti"] if "ti" in context else None
         attempt = f" try {ti.try_number}" if ti is not None and getattr(ti, "try_number", None) else ""
-        self._request = build_export_request(
-            self.export_request, fields, f"{self.dag_id}.{self.task_id} {run_id}{attempt}"
+        self._request, window = prepare_export_request(
+            self.export_request,
+            fields,
+            f"{self.dag_id}.{self.task_id} {run_id}{attempt}",
+            self.hook,
+            (lambda object_type: self._window(context, object_type)) if self.incremental else None,
         )
+        self._export = {
+            "object_type": self._request["objectType"],
+            "object_properties": list(self._request["objectProperties"]),
+            "window": window.to_dict() if window is not None else None,
+        }
+        if window is not None:
+            self.log.info(
+                "Incremental window: %s in [%s, %s) (lookback %g s).",
+                window.property,
+                self._export["window"]["start"],
+                self._export["window"]["end"],
+                window.lookback_ms / 1000,
+            )
         return self.execute_resumable(context)
+
+    def _window(self, context: Context, object_type: str) -> ExportWindow:
+        dag = context.get("dag") if hasattr(context, "get") else None
+        return incremental_window(
+            object_type=object_type,
+            modified_property=self.modified_property or None,
+            data_interval_start=context.get("data_interval_start"),
+            data_interval_end=context.get("data_interval_end"),
+            lookback=self.lookback,
+            modified_since=self.modified_since,
+            modified_until=self.modified_until,
+            schedule=Schedule.from_fields(schedule_fields(getattr(dag, "timetable", None))),
+        )
+
+    def _record_export(self, context: Context, export_task_id: str) -> None:
+        """XCom ``export``: the export's id, object, columns and window, pushed once the export is
+        known (before any wait, so a task resumed after deferring reads it back)."""
+        if self._export is None or self._export.get("export_task_id") == export_task_id:
+            return
+        self._export["export_task_id"] = export_task_id
+        ti = context["ti"] if "ti" in context else None
+        if ti is not None:
+            ti.xcom_push(key="export", value=self._export)
+
+    def _recall_export(self, context: Context) -> dict[str, Any] | None:
+        """A resumed task holds nothing from before deferring: XCom's ``export`` is kept across a
+        deferral (Airflow clears a task's XComs when it starts, not when it resumes)."""
+        if self._export is None and "ti" in context:
+            ti = context["ti"]
+            value = ti.xcom_pull(
+                task_ids=ti.task_id, key="export", map_indexes=getattr(ti, "map_index", None)
+            )
+            self._export = value if isinstance(value, dict) else None
+        return self._export
 
     def execute_after_quota_wait(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Back from a deferred wait for HubSpot's daily limit: the same task, trying the start again."""
@@ -300,6 +477,7 @@ class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMi
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         self._ol_export_task_id = validate_id(external_id, "export_task_id")
+        self._record_export(context, self._ol_export_task_id)
         return self._ol_export_task_id
 
     def _lineage_request(self) -> Mapping[str, Any] | None:
@@ -307,9 +485,16 @@ class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMi
             return self._request
         try:  # resumed after a deferral: the same arguments give the same request (but its name)
             fields = {k: getattr(self, k) for k in (*REQUEST_FIELDS, *SEARCH_FIELDS)}
-            return build_export_request(self.export_request, fields, self.task_id)
+            request, _ = merge_export_request(self.export_request, fields, self.task_id)
+            if self._export:  # what the task resolved before deferring: the object, the columns
+                request["objectType"] = self._export["object_type"]
+                request["objectProperties"] = self._export["object_properties"]
+            return validate_export_request(request)
         except HubSpotExportRequestError:
             return None
+
+    def _lineage_window(self) -> Mapping[str, Any] | None:
+        return (self._export or {}).get("window")
 
 
 class LandsExportFiles:
@@ -348,7 +533,8 @@ class LandsExportFiles:
             filename=self.filename,
             destination_conn_id=self.destination_conn_id,
         )
-        record_outlet_events(context, self.outlets, export_task_id, landed)  # type: ignore[attr-defined]
+        window = self._lineage_window()  # type: ignore[attr-defined]
+        record_outlet_events(context, self.outlets, export_task_id, landed, window)  # type: ignore[attr-defined]
         self._ol_export_task_id, self._ol_landed = export_task_id, landed
         return landed
 
@@ -403,18 +589,26 @@ class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, LandsExport
 
 
 def record_outlet_events(
-    context: Any, outlets: Any, export_task_id: str, landed: list[dict[str, Any]]
+    context: Any,
+    outlets: Any,
+    export_task_id: str,
+    landed: list[dict[str, Any]],
+    window: Mapping[str, Any] | None = None,
 ) -> None:
-    """Describe what landed on each outlet Asset's event, for consumers scheduled on it."""
+    """Describe what landed on each outlet Asset's event, for consumers scheduled on it: the files
+    and, for an incremental export, its window (what a consumer de-duplicates over)."""
     events = context.get("outlet_events") if hasattr(context, "get") else None
     if events is None or not outlets:  # the accessors fill lazily: an empty one is still usable
         return
     for outlet in outlets:
         try:
-            events[outlet].extra = {
+            extra: dict[str, Any] = {
                 "hubspot_export_task_id": export_task_id,
                 "files": [f["path"] for f in landed],
             }
+            if window:
+                extra["window"] = dict(window)
+            events[outlet].extra = extra
         except (KeyError, TypeError, AttributeError):
             continue  # not an Asset (e.g. an alias); Airflow records its event as usual
 
@@ -500,12 +694,14 @@ class HubSpotExportOperator(LandsExportFiles, WaitsForExport, HubSpotStartExport
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         export_task_id = self._ol_export_task_id = validate_id(external_id, "export_task_id")
+        self._record_export(context, export_task_id)
         self.wait(context, export_task_id)
         return self.get_job_result(export_task_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         # The mixin may ask twice (after polling, and again for its return value): download once.
         export_task_id = validate_id(external_id, "export_task_id")
+        self._record_export(context, export_task_id)
         if export_task_id not in self._landed:
             self._landed[export_task_id] = self.land(context, export_task_id)
         self._ol_export_task_id, self._ol_landed = export_task_id, self._landed[export_task_id]
@@ -514,5 +710,6 @@ class HubSpotExportOperator(LandsExportFiles, WaitsForExport, HubSpotStartExport
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         export_task_id = validate_id(check_event(event).get("export_task_id"), "export_task_id")
         self._ol_export_task_id = export_task_id  # a resumed task holds nothing from before deferring
+        self._recall_export(context)
         complete_from_event(event, export_task_id, accept_errors=self.accept_errors, log=self.log)
         return self.get_job_result(export_task_id, context)
