@@ -146,9 +146,9 @@ def test_run_maps_hubspot_errors_on_any_endpoint(sandbox, connect, transport):
     assert err.value.correlation_id and "503:Service Unavailable" not in str(err.value)
     (sent,) = sandbox.api_requests("/crm/v3/objects/contacts")
     assert sent.query == "limit=10" and sent.headers["Authorization"] == f"Bearer {SECRET_TOKEN}"
-    # The sandbox serves only the exports API: an unknown path is a plain 404, still mapped.
+    # A path the sandbox does not serve (it has no owners API) is a plain 404, still mapped.
     with pytest.raises(HubSpotExportError) as err:
-        TRANSPORTS[transport]("/crm/v3/properties/contacts")
+        TRANSPORTS[transport]("/crm/v3/owners")
     assert err.value.status_code == 404 and not err.value.retryable
 
 

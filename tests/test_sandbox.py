@@ -24,6 +24,8 @@ from airflow_provider_hubexport.sandbox.state import ExportBook, ExportLimitReac
 pytestmark = pytest.mark.no_airflow
 
 AUTH = {"Authorization": f"Bearer {SECRET_TOKEN}"}
+# The header row HubSpot writes for CONTACTS' properties without exportInternalValuesOptions NAMES.
+CONTACTS_LABELS = ["Email", "First Name", "Last Name", "Notes"]
 
 
 def _start(sandbox, body=None, prefix="/crm/v3/exports/export", token=SECRET_TOKEN, at=None):
@@ -120,11 +122,12 @@ def test_csv_content_is_deterministic_and_tricky(sandbox):
     first = requests.get(status["result"], timeout=10)
     assert first.status_code == 200 and 'filename="contacts-' in first.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(first.content.decode("utf-8"))))
-    assert rows[0] == props and len(rows) == 201
+    assert rows[0] == ["Email", "First Name", "Last Name", "Company Name", "Notes"] and len(rows) == 201
     text = first.content.decode("utf-8")
     assert any(ch in text for ch in "ëéøå李") and '""' in text and "\n" in "".join(r[4] for r in rows[1:])
     assert any("," in r[2] or "," in r[3] for r in rows[1:])
-    # The same export id gives the same bytes: a new sandbox issues the same first id.
+    assert [r[0] for r in rows[1:4]] == ["user1@example.com", "user2@example.com", "user3@example.com"]
+    # A record's values are a function of (object type, id): another sandbox's export is the same.
     with Sandbox(token=SECRET_TOKEN) as other:
         _, again = _complete(other, {**CONTACTS, "objectProperties": props}, row_count=200)
         assert requests.get(again["result"], timeout=10).content == first.content
@@ -150,28 +153,64 @@ def test_single_big_csv_zipped(sandbox):
         assert len(zf.namelist()) == 1
 
 
-@pytest.mark.no_airflow
-@pytest.mark.parametrize("start,count", [(0, 2500), (999, 2502), (1000, 1000), (123_456, 3001)])
-def test_rows_rendered_a_block_at_a_time_are_the_rows(start, count):
-    # The fast path (a block template with prefixes pasted in) against the row-by-row definition,
-    # across block edges and past the first block.
-    from airflow_provider_hubexport.sandbox.content import RowSource
+def _row_source(population, properties, associated=(), genesis_ms=1_796_403_600_123):
+    from airflow_provider_hubexport.sandbox.crm import Crm
+    from airflow_provider_hubexport.sandbox.rows import ExportRows
 
-    props = ["hs_object_id", "email", "firstname", "lastname", "company", "notes", "custom_x"]
-    source = RowSource("77", "CONTACT", props)
+    crm = Crm(genesis_ms=genesis_ms)
+    body = {"exportType": "VIEW", "format": "CSV", "objectType": "CONTACT", "objectProperties": properties}
+    crm.start_export("1", crm.read_query({**body, "associatedObjectType": list(associated)}), population)
+    return ExportRows(crm.selection("1")).source, crm
+
+
+@pytest.mark.no_airflow
+@pytest.mark.parametrize("start,count", [(1, 2500), (999, 2502), (1000, 1000), (123_456, 3001)])
+@pytest.mark.parametrize("population", [3_000_000_000, 50_000_000, 2_000_000, 200_000])
+def test_rows_rendered_a_block_at_a_time_are_the_rows(start, count, population):
+    # The fast path (a block's fragments with its numbers and seconds put in) against the row-by-row
+    # definition, across block edges and past the first block, for timelines whose blocks span one
+    # second (3 billion records share a time), a few seconds, and many.
+    from airflow_provider_hubexport.sandbox.rows import cell
+
+    props = [
+        "hs_object_id", "email", "firstname", "lastname", "company", "notes", "createdate",
+        "lastmodifieddate", "lifecyclestage", "amount", "phone",
+    ]  # fmt: skip
+    source, crm = _row_source(population, props, ["COMPANY", "DEAL"])
     text = b"".join(source.csv_chunks(start, count)).decode()
     rows = list(csv.reader(io.StringIO(text, newline="")))
     assert rows == [source.row(i) for i in range(start, start + count)]
-    assert len({r[0] for r in rows}) == count  # ids unique
+    assert [r[0] for r in rows] == [str(i) for i in range(start, start + count)]  # the ids, in order
+    # ... and a row is the record's values as an export shows them.
+    generated = crm.selection("1").generated
+    for i in (start, start + count - 1):
+        values = [cell(p, generated.raw(p, i), False) for p in crm.selection("1").query.columns]
+        assert source.row(i)[: len(props)] == values
+    timeline = generated.timeline
+    assert source.row(start)[7] == f"{_iso(timeline.at(start))}"  # lastmodifieddate
+    assert source.row(start)[6] == f"{_iso(timeline.at(start) - 86_400_000)}"  # a day earlier
+
+
+def _iso(ms):
+    from datetime import datetime, timezone
+
+    return (
+        datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        + f".{ms % 1000:03d}Z"
+    )
 
 
 @pytest.mark.no_airflow
 def test_rows_without_numbered_cells_keep_a_percent_sign():
-    from airflow_provider_hubexport.sandbox.content import RowSource
-
-    source = RowSource("77", "CONTACT", ["name%", "firstname"])  # no numbered cell, a "%" in a value
-    text = b"".join(source.csv_chunks(0, 2500)).decode()
-    assert list(csv.reader(io.StringIO(text, newline=""))) == [source.row(i) for i in range(2500)]
+    source, _ = _row_source(3000, ["firstname", "notes"])
+    source.plans[1] = ["100% %d %s" if j % 2 else "" for j in range(1000)]  # a "%" in a value
+    text = b"".join(source.csv_chunks(1, 2500)).decode()
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows == [source.row(i) for i in range(1, 2501)] and rows[0][1] == "100% %d %s"
+    source, _ = _row_source(3000, ["email", "notes"])
+    source.plans[1] = ["100% %d %s" if j % 2 else "" for j in range(1000)]  # and beside a numbered cell
+    text = b"".join(source.csv_chunks(1, 2500)).decode()
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [source.row(i) for i in range(1, 2501)]
 
 
 def test_csv_just_over_the_zip_threshold_is_zipped_from_its_file(sandbox):
@@ -185,7 +224,7 @@ def test_csv_just_over_the_zip_threshold_is_zipped_from_its_file(sandbox):
         assert zf.testzip() is None
         (name,) = zf.namelist()
         rows = list(csv.reader(io.StringIO(zf.read(name).decode(), newline="")))
-    assert len(rows) == 401 and rows[0] == CONTACTS["objectProperties"]
+    assert len(rows) == 401 and rows[0] == CONTACTS_LABELS
 
 
 def test_xlsx_and_xls(sandbox):
@@ -195,12 +234,12 @@ def test_xlsx_and_xls(sandbox):
     _, status = _complete(sandbox, {**CONTACTS, "format": "XLSX"}, row_count=30)
     book = openpyxl.load_workbook(io.BytesIO(requests.get(status["result"], timeout=10).content))
     rows = list(book.active.iter_rows(values_only=True))
-    assert list(rows[0]) == CONTACTS["objectProperties"] and len(rows) == 31
+    assert list(rows[0]) == CONTACTS_LABELS and len(rows) == 31
     _, status = _complete(sandbox, {**CONTACTS, "format": "XLS"}, row_count=30)
     sheet = xlrd.open_workbook(
         file_contents=requests.get(status["result"], timeout=10).content
     ).sheet_by_index(0)
-    assert sheet.nrows == 31 and sheet.row_values(0) == CONTACTS["objectProperties"]
+    assert sheet.nrows == 31 and sheet.row_values(0) == CONTACTS_LABELS
 
 
 def test_xls_split_at_row_limit(sandbox):

@@ -53,7 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="status answers an export stays PROCESSING (instead of --processing-seconds), e.g. 5",
     )
-    p.add_argument("--rows", type=int, default=25, help="rows per export")
+    p.add_argument(
+        "--rows",
+        type=int,
+        default=25,
+        help="the population of generated records of each object type: an unfiltered export's rows (default 25)",
+    )
     p.add_argument("--url-ttl", type=float, default=300.0, help="seconds a signed result URL stays valid")
     p.add_argument("--cancel", action="store_true", help="every export ends CANCELED")
     p.add_argument(
@@ -88,7 +93,6 @@ async def serve(args: argparse.Namespace) -> None:
         processing_seconds=args.processing_seconds,
         pending_polls=args.pending_polls,
         processing_polls=args.processing_polls,
-        row_count=args.rows,
         url_ttl=args.url_ttl,
         cancel=args.cancel,
     )
@@ -103,6 +107,8 @@ async def serve(args: argparse.Namespace) -> None:
         one_at_a_time=args.one_at_a_time,
         workdir=args.workdir,
     )
+    for object_type in sandbox.crm.object_types():
+        sandbox.crm.set_population(object_type.name, args.rows)
     await sandbox.start_async()
     print(f"HubSpot sandbox: API {sandbox.api_url}, files {sandbox.files_url}", flush=True)
     print("Use this connection:", flush=True)

@@ -1,5 +1,6 @@
 """The API host: its aiohttp app, the middleware every API request goes through (record, faults,
-rate limit, auth) and the CRM Exports API's handlers (start, status, get export, OAuth token)."""
+rate limit, auth) and the CRM Exports API's handlers (start, status, get export, OAuth token).
+The properties and schemas APIs' handlers are ``catalog``'s; what an export holds is the CRM's."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from airflow_provider_hubexport.sandbox import faults
-from airflow_provider_hubexport.sandbox.auth import check_bearer, refresh_grant
+from airflow_provider_hubexport.sandbox import catalog, faults
+from airflow_provider_hubexport.sandbox.auth import EXPORT_SCOPE, check_bearer, refresh_grant
+from airflow_provider_hubexport.sandbox.crm import Crm
 from airflow_provider_hubexport.sandbox.faults import Addresses, FaultBook, RateLimiter
 from airflow_provider_hubexport.sandbox.files import FileHost
+from airflow_provider_hubexport.sandbox.search import QueryError
 from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export, ExportBook, ExportLimitReached
 from airflow_provider_hubexport.sandbox.wire import Recorder, export_limit_error, hubspot_error, iso
 
@@ -36,16 +39,20 @@ def build_api_app(
     settings: ApiSettings,
     book: ExportBook,
     file_host: FileHost,
+    crm: Crm,
     *,
     recorder: Recorder,
     fault_book: FaultBook,
     rate: RateLimiter,
 ) -> web.Application:
-    """The API host's app over ``book``'s exports; a completed export's file comes from ``file_host``.
+    """The API host's app over ``book``'s exports of ``crm``'s records; a completed export's file
+    comes from ``file_host``.
 
     Each request is recorded, may be answered by an injected fault, then (but for OAuth's token
-    endpoint) meets the rate limit and the Bearer check."""
-    handlers = ApiHandlers(settings, book, file_host)
+    endpoint) meets the rate limit and the Bearer check (the export scope; for the properties and
+    schemas APIs, whose scopes depend on the object type, their handlers check the scopes)."""
+    handlers = ApiHandlers(settings, book, file_host, crm)
+    catalog_handlers = catalog.CatalogHandlers(settings, crm)
 
     @web.middleware
     async def api_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -53,11 +60,13 @@ def build_api_app(
         answer = await faults.inject(fault_book, settings, "api", request)
         if answer is not None:
             return answer
-        if request.path.removeprefix(MOVED_PREFIX) != OAUTH_PATH:
+        path = request.path.removeprefix(MOVED_PREFIX)
+        if path != OAUTH_PATH:
             limited = rate.check(settings.rate_limit, settings.rate_limit_retry_after)
             if limited is not None:
                 return limited
-            denied = check_bearer(settings.tokens, request.headers.get("Authorization", ""))
+            scopes = () if path.startswith(catalog.PREFIXES) else (EXPORT_SCOPE,)
+            denied = check_bearer(settings.tokens, request.headers.get("Authorization", ""), scopes)
             if denied is not None:
                 return denied
         return await handler(request)
@@ -70,6 +79,7 @@ def build_api_app(
             api.router.add_get(f"{moved}{prefix}/{{export_id}}", handlers.get_export)
         api.router.add_post(f"{moved}{OAUTH_PATH}", handlers.oauth_token)
         api.router.add_get(f"{moved}{ACCOUNT_DETAILS_PATH}", handlers.account_details)
+        catalog_handlers.routes(api, moved)
     return api
 
 
@@ -97,10 +107,11 @@ def _prefix(request: web.Request) -> str:
 
 
 class ApiHandlers:
-    def __init__(self, settings: ApiSettings, book: ExportBook, file_host: FileHost) -> None:
+    def __init__(self, settings: ApiSettings, book: ExportBook, file_host: FileHost, crm: Crm) -> None:
         self.settings = settings
         self.book = book
         self.file_host = file_host
+        self.crm = crm
 
     async def start(self, request: web.Request) -> web.Response:
         try:
@@ -111,9 +122,20 @@ class ApiHandlers:
         if problem:
             return hubspot_error(400, problem, "VALIDATION_ERROR")
         try:
+            query = self.crm.read_query(body)
+        except QueryError as err:
+            detail = {
+                "message": str(err),
+                "code": err.code,
+                **({"context": err.context} if err.context else {}),
+            }
+            return hubspot_error(400, str(err), "VALIDATION_ERROR", errors=[detail])
+        try:
             export = self.book.start(body, request.match_info.get("version", "v3"))
         except ExportLimitReached as refused:
             return export_limit_error(refused.limit)
+        # What the export holds is fixed now, at its start (its as-of time), whenever it is written.
+        self.crm.start_export(export.id, query, export.plan.row_count)
         links = {"status": f"{self.settings.api_url}{_prefix(request)}/async/tasks/{export.id}/status"}
         return web.json_response({"id": export.id, "links": links}, status=202)
 
@@ -165,6 +187,10 @@ class ApiHandlers:
             return found
         export = found
         status = self.book.peek(export).status
+        loop = asyncio.get_running_loop()  # a filtered count over millions of records takes a while
+        count = await loop.run_in_executor(
+            None, self.crm.record_count, export.id, export.request, export.plan.row_count
+        )
         body = {
             "id": export.id,
             "exportName": export.request.get("exportName", ""),
@@ -173,7 +199,7 @@ class ApiHandlers:
             "objectProperties": export.request["objectProperties"],
             "format": export.request["format"],
             "exportState": _STATE[status],
-            "recordCount": export.plan.row_count,
+            "recordCount": count,
             "createdAt": iso(export.created),
         }
         return web.json_response(body)

@@ -11,10 +11,22 @@ from aiohttp import web
 from airflow_provider_hubexport.sandbox.wire import hubspot_error
 
 EXPORT_SCOPE = "crm.export"
+# What the properties and schemas APIs want (``catalog.read_scopes``): the sandbox's default token
+# and the access tokens its OAuth grant issues have these besides the export scope.
+SCHEMA_SCOPES = (
+    "crm.schemas.contacts.read",
+    "crm.schemas.companies.read",
+    "crm.schemas.deals.read",
+    "crm.schemas.custom.read",
+)
+DEFAULT_SCOPES = (EXPORT_SCOPE, *SCHEMA_SCOPES)
 
 
-def check_bearer(tokens: dict[str, dict[str, Any]], header: str) -> web.Response | None:
-    """None if the Authorization header holds a live token with the export scope, else HubSpot's error."""
+def check_bearer(
+    tokens: dict[str, dict[str, Any]], header: str, scopes: tuple[str, ...] = (EXPORT_SCOPE,)
+) -> web.Response | None:
+    """None if the Authorization header holds a live token with one of ``scopes`` (none given: any
+    live token), else HubSpot's error (401, or 403 MISSING_SCOPES naming ``scopes``)."""
     token = header[7:] if header.startswith("Bearer ") else None
     info = tokens.get(token or "")
     if info is None:
@@ -30,7 +42,7 @@ def check_bearer(tokens: dict[str, dict[str, Any]], header: str) -> web.Response
             "The OAuth token used to make this call expired 0 second(s) ago.",
             "EXPIRED_AUTHENTICATION",
         )
-    if EXPORT_SCOPE not in info["scopes"]:
+    if scopes and not set(scopes) & set(info["scopes"]):
         return hubspot_error(
             403,
             "This app hasn't been granted all required scopes to make this call. Read more about "
@@ -39,7 +51,7 @@ def check_bearer(tokens: dict[str, dict[str, Any]], header: str) -> web.Response
             errors=[
                 {
                     "message": "One or more of the following scopes are required.",
-                    "context": {"requiredGranularScopes": [EXPORT_SCOPE]},
+                    "context": {"requiredGranularScopes": list(scopes)},
                 }
             ],
             links={"scopes": "https://developers.hubspot.com/scopes"},
@@ -67,7 +79,7 @@ def refresh_grant(
             status=400,
         )
     access = f"sandbox-oauth-{uuid.uuid4().hex}"
-    tokens[access] = {"scopes": {EXPORT_SCOPE}, "expires": time.time() + ttl}
+    tokens[access] = {"scopes": set(DEFAULT_SCOPES), "expires": time.time() + ttl}
     return web.json_response(
         {"token_type": "bearer", "refresh_token": refresh, "access_token": access, "expires_in": ttl}
     )

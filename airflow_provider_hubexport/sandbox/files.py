@@ -1,5 +1,6 @@
-"""The file host: result files written on first need, handed out under signed, expiring URLs, and
-served (whole, slowly or cut short, as the export's plan says) without ever needing a token."""
+"""The file host: result files written on first need (the CRM says which records an export holds),
+handed out under signed, expiring URLs, and served (whole, slowly or cut short, as the export's plan
+says) without ever needing a token."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from urllib.parse import quote
 from aiohttp import web
 
 from airflow_provider_hubexport.sandbox import faults
-from airflow_provider_hubexport.sandbox.content import Packaging, corrupt_file, write_export, write_unsafe_zip
+from airflow_provider_hubexport.sandbox.content import Packaging, corrupt_file, write_rows, write_unsafe_zip
+from airflow_provider_hubexport.sandbox.crm import Crm
 from airflow_provider_hubexport.sandbox.faults import Addresses, FaultBook
+from airflow_provider_hubexport.sandbox.rows import ExportRows
 from airflow_provider_hubexport.sandbox.state import MOVED_PREFIX, Export, ExportBook
 from airflow_provider_hubexport.sandbox.wire import Recorder
 
@@ -57,14 +60,15 @@ class FileSettings(Addresses, Protocol):
 
 
 class FileHost:
-    """Serves the files of ``book``'s exports; each request is recorded, then ``fault_book`` may
-    answer it instead."""
+    """Serves the files of ``book``'s exports, of ``crm``'s records; each request is recorded, then
+    ``fault_book`` may answer it instead."""
 
     def __init__(
-        self, settings: FileSettings, book: ExportBook, recorder: Recorder, fault_book: FaultBook
+        self, settings: FileSettings, book: ExportBook, crm: Crm, recorder: Recorder, fault_book: FaultBook
     ) -> None:
         self.settings = settings
         self.book = book
+        self.crm = crm
         self.recorder = recorder
         self.fault_book = fault_book
         self.signer = UrlSigner()
@@ -98,15 +102,9 @@ class FileHost:
             if export.plan.unsafe_zip:
                 path = write_unsafe_zip(directory, base)
             else:
-                path = write_export(
-                    directory,
-                    base,
-                    export.id,
-                    str(export.request["objectType"]),
-                    [str(p) for p in export.request["objectProperties"]],
-                    export.request["format"],
-                    export.plan.row_count,
-                    settings.packaging,
+                selection = self.crm.selection(export.id, export.request, export.plan.row_count)
+                path = write_rows(
+                    directory, base, ExportRows(selection), export.request["format"], settings.packaging
                 )
             if export.plan.corrupt:
                 corrupt_file(path, "directory" if export.plan.corrupt == "directory" else "data")

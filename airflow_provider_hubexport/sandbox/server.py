@@ -7,13 +7,21 @@ imports nothing of the provider's client side, so it stays an independent check 
 This module holds ``Sandbox``, the object tests configure and inspect. The work is done in rooms:
 
 - ``api``: the API host's app, its middleware and the Exports API's handlers
+- ``catalog``: the properties and schemas APIs' handlers
 - ``auth``: Bearer tokens, scopes and the OAuth refresh grant
 - ``faults``: injected faults and the rate limit
 - ``files``: the file host, result files and URL signing
 - ``lifecycle``: listeners and the event loop thread
 - ``wire``: HubSpot's response shapes and the record of requests
-- ``state`` and ``content``: plans, the export book (exports, their queue, the export limit, the
-  clock), and the rows written into files (no HTTP)
+- ``state``: plans, the export book (exports, their queue, the export limit, the clock); no HTTP
+- ``rows`` and ``content``: an export's rows (cells as HubSpot writes them, a fast path for runs
+  of generated records) and the files they are written into, packaged as HubSpot does
+- ``crm``, with ``schema``, ``generated``, ``search`` and ``export_query``: the records (a computed
+  population and stored changes), their object types and properties, and what each export holds
+  (its request read, its search evaluated as of its start); no HTTP
+
+An export's file holds exactly the records its request matches, as the CRM had them at its start
+(``crm``'s docstring: the as-of time, the index lag, the population of generated records).
 
 The rooms know nothing of ``Sandbox``: each gets the export book and its other collaborators
 passed in, and reads the settings it needs from the sandbox's public attributes.
@@ -31,8 +39,9 @@ from typing import Any
 from aiohttp import web
 
 from airflow_provider_hubexport.sandbox.api import build_api_app
-from airflow_provider_hubexport.sandbox.auth import EXPORT_SCOPE
+from airflow_provider_hubexport.sandbox.auth import DEFAULT_SCOPES, EXPORT_SCOPE
 from airflow_provider_hubexport.sandbox.content import Packaging
+from airflow_provider_hubexport.sandbox.crm import Crm
 from airflow_provider_hubexport.sandbox.faults import FaultBook, RateLimiter
 from airflow_provider_hubexport.sandbox.files import FileHost
 from airflow_provider_hubexport.sandbox.lifecycle import Listeners, LoopThread
@@ -86,6 +95,13 @@ class Sandbox:
 
     The exports themselves are kept by ``book`` (an ``ExportBook``); ``exports``, ``plan``,
     ``clock``, ``export_limit`` and ``one_at_a_time`` are its, read and set through the sandbox.
+
+    The records are ``crm``'s (a ``Crm``): change them, move its clock, add an index lag, ask for
+    the ground truth of what changed (``crm.changes``). Its genesis is the sandbox's creation
+    time, floored to the hour; its custom object's fully qualified name uses ``portal_id``.
+
+    The default token has the export scope and the schema scopes the properties and schemas APIs
+    want (``auth.DEFAULT_SCOPES``); ``add_token`` gives only what it is told.
     """
 
     def __init__(
@@ -122,7 +138,7 @@ class Sandbox:
         self.rate_limit_retry_after = rate_limit_retry_after
         if daily_export_limit is not None:
             self.daily_export_limit = daily_export_limit
-        self.tokens: dict[str, dict[str, Any]] = {token: {"scopes": {EXPORT_SCOPE}, "expires": None}}
+        self.tokens: dict[str, dict[str, Any]] = {token: {"scopes": set(DEFAULT_SCOPES), "expires": None}}
         self.token = token
         self.requests: list[RecordedRequest] = []
         self.issued_signatures: list[str] = []  # of the signed URLs handed out, for secret scans
@@ -131,8 +147,9 @@ class Sandbox:
         self._lock = threading.Lock()
         self._faults = FaultBook(self._lock)
         self._rate = RateLimiter(self._lock)
+        self.crm = Crm(portal_id=lambda: self.portal_id)
         self._recorder = Recorder(self.requests, ClientProcesses() if identify_clients else None)
-        self._file_host = FileHost(self, self.book, self._recorder, self._faults)
+        self._file_host = FileHost(self, self.book, self.crm, self._recorder, self._faults)
         self._listeners = Listeners()
         self._loop_thread = LoopThread("hubspot-sandbox")
 
@@ -286,6 +303,7 @@ class Sandbox:
             self,
             self.book,
             self._file_host,
+            self.crm,
             recorder=self._recorder,
             fault_book=self._faults,
             rate=self._rate,

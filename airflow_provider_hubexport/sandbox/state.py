@@ -37,7 +37,9 @@ class ExportPlan:
     processing_polls: int | None = None
     cancel: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
-    row_count: int = 25
+    # The population of generated records of the export's object type, set when it starts (an
+    # unfiltered export has this many rows); None: the CRM's standing population (25 unless set).
+    row_count: int | None = None
     url_ttl: float = 300.0
     expired_urls: int = 0  # the first N signed URLs handed out have already expired
     cut_downloads: int = 0
