@@ -22,6 +22,7 @@ not be in that interval's export yet; with a strict window it is in no later one
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,8 +60,10 @@ def modified_property_for(object_type: str) -> str:
 
 
 def to_ms(moment: datetime) -> int:
-    """Epoch milliseconds of an aware datetime, exactly (no float rounding at a boundary)."""
-    return (moment - _EPOCH) // _MS
+    """Epoch milliseconds of an aware datetime, exactly (no float rounding at a boundary; plain
+    datetime arithmetic, which a pendulum DateTime, what Airflow hands a task, would turn into its
+    own Interval)."""
+    return calendar.timegm(moment.utctimetuple()) * 1000 + moment.microsecond // 1000
 
 
 def _iso(ms: int) -> str:

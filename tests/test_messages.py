@@ -79,19 +79,9 @@ def _destination(destination, conn_id=None):
 
 
 def _window(**kw):
-    from datetime import datetime, timezone
+    from test_window import window  # a day's window, with the arguments a test changes
 
-    from airflow_provider_hubexport.window import incremental_window
-
-    day1, day2 = datetime(2026, 11, 27, tzinfo=timezone.utc), datetime(2026, 11, 28, tzinfo=timezone.utc)
-    args = dict(
-        object_type="CONTACT",
-        modified_property=None,
-        data_interval_start=day1,
-        data_interval_end=day2,
-        lookback=0,
-    )
-    return incremental_window(**{**args, **kw})
+    return window(**kw)
 
 
 def _apply_window(search):

@@ -272,3 +272,14 @@ def test_timetables_with_real_intervals_need_no_previous_point():
     with DAG("n", schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
         pass
     assert schedule_fields(dag.timetable) is None
+
+
+def test_airflows_pendulum_datetimes_give_the_same_edges():
+    """A task's data interval is pendulum's DateTime, whose difference is pendulum's own Interval."""
+    import pendulum
+
+    edges = window(
+        data_interval_start=pendulum.datetime(2026, 11, 27, 1, tz="Europe/Amsterdam"),
+        data_interval_end=pendulum.datetime(2026, 11, 28, tz="UTC").add(microseconds=999),
+    )
+    assert (edges.start_ms, edges.end_ms) == (to_ms(DAY1), to_ms(DAY2))
