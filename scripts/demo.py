@@ -8,6 +8,7 @@ prints where the file landed, and stops the sandbox. Exits non-zero if anything 
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import os
 import signal
@@ -20,7 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".airflow"
 EXPORTS = HOME / "exports"
-LOGICAL_DATE = "2026-11-27"
+# Today: the run exports yesterday's changes (and the hour before), which the sandbox's contacts,
+# changed over its last 30 days, have plenty of.
+LOGICAL_DATE = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
 DAG_ID = "hubspot_contacts_daily"
 
 
@@ -45,7 +48,7 @@ def start_sandbox(env: dict[str, str], log) -> tuple[subprocess.Popen, str]:
             "--processing-seconds",
             "2",
             "--rows",
-            "500",
+            "3000",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

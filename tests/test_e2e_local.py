@@ -67,6 +67,30 @@ with DAG("e2e_reschedule_errors", schedule=None, start_date=pendulum.datetime(20
 """
 
 
+# Incremental exports on Airflow 3's default daily schedule (CronTriggerTimetable: each run's data
+# interval is a point), once with the default one-hour lookback and once without. The DAGs end
+# with the backfill's last day, so unpausing them schedules no run of their own. Waits in the task
+# (poke): deferrals that end within seconds meet apache/airflow#72716.
+INCREMENTAL_DAG = """
+import os
+from datetime import timedelta
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_hubexport.operators.export import HubSpotExportOperator
+
+for dag_id, lookback in (("e2e_incremental", timedelta(hours=1)), ("e2e_incremental_no_lookback", 0)):
+    with DAG(dag_id, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+             end_date=pendulum.datetime(2026, 1, 12, tz="UTC"), catchup=False, max_active_runs=1) as dag:
+        HubSpotExportOperator(
+            task_id="export", object_type="CONTACT", object_properties=["email"],
+            incremental=True, lookback=lookback, export_internal_values_options=["NAMES"],
+            destination=os.environ["HUBSPOT_EXPORT_DIR"] + "/" + dag_id + "/{{ ds }}", filename="contacts",
+            deferrable=False, poke_interval=1,
+        )
+    globals()[dag_id] = dag
+"""
+
+
 # A DAG on the connection the UI test saves through the REST API, as the connection form does.
 UI_CONN_DAG = """
 import pendulum
@@ -97,6 +121,7 @@ def stack(sandbox_e2e, tmp_path_factory, postgres):
     (dags / "e2e_big_download.py").write_text(BIG_DOWNLOAD_DAG)
     (dags / "e2e_ui_connection.py").write_text(UI_CONN_DAG)
     (dags / "e2e_reschedule_errors.py").write_text(RESCHEDULE_DAG)
+    (dags / "e2e_incremental.py").write_text(INCREMENTAL_DAG)
     exports = home / "exports"
     env = {
         "AIRFLOW_CONN_HUBSPOT_DEFAULT": sandbox_e2e.connection_json(
@@ -132,6 +157,8 @@ def stack(sandbox_e2e, tmp_path_factory, postgres):
             "e2e_big_download",
             "e2e_ui_connection",
             "e2e_reschedule_errors",
+            "e2e_incremental",
+            "e2e_incremental_no_lookback",
         ):
             airflow.unpause(dag_id)
         airflow.exports = exports
@@ -401,6 +428,126 @@ def test_backfill_rides_out_the_export_limit_unattended(stack, sandbox_e2e):
         ]  # fmt: skip
         landed = stack.exports / "contacts" / f"{day}_{end}" / "contacts.csv"
         assert _sha(landed) == _sha(sandbox_e2e.served_file(export_id)), day
+
+
+# -- incremental exports: nothing lost through a backfill -------------------------------------------
+INCREMENTAL_POINTS = [datetime.datetime(2026, 1, d, tzinfo=datetime.timezone.utc) for d in range(6, 13)]
+MINUTE_MS = 60_000
+
+
+def _ms(moment: datetime.datetime) -> int:
+    return int(moment.timestamp()) * 1000
+
+
+def _plan_changes(crm) -> tuple[set[int], set[int]]:
+    """Contacts modified through the backfill's week while it "runs": each day some mid-interval
+    changes, one 30 minutes before the day's end (in that day's export, and again in the next one's
+    lookback), one exactly at the day's end (the next window's first millisecond), one 10 minutes
+    before the end, inside the index lag of 20 minutes (not in that day's export: the run exports 5
+    minutes after its point), and three records changed on several days (3, 2 and 2 of them).
+    Returns (the lagged ids, the boundary ids)."""
+    old = sorted(crm.changes("contacts", crm.genesis_ms - 30 * 86_400_000, crm.genesis_ms - 20 * 86_400_000))
+    ids = iter(old)
+    lagged, boundary = set(), set()
+    again = [next(ids) for _ in range(3)]
+    for day, end in enumerate(INCREMENTAL_POINTS):
+        start = _ms(end) - 86_400_000
+        for k in range(5):
+            crm.modify(
+                "contacts", next(ids), start + (k + 1) * 3 * 3_600_000, email=f"day{day}-{k}@example.com"
+            )
+        crm.modify("contacts", again[day % 3], start + 7 * 3_600_000 + day, email=f"again{day}@example.com")
+        # 30 minutes before the end: indexed in time for its own day, and in the next day's lookback
+        crm.modify("contacts", next(ids), _ms(end) - 30 * MINUTE_MS)
+        if end != INCREMENTAL_POINTS[-1]:  # the last day's lagged and boundary changes are the next run's
+            lagged.add(record := next(ids))
+            crm.modify("contacts", record, _ms(end) - 10 * MINUTE_MS)
+            boundary.add(record := next(ids))
+            crm.modify("contacts", record, _ms(end))
+    return lagged, boundary
+
+
+def _landed_latest(folder: Path) -> tuple[dict[int, int], int]:
+    """The union of the landed files de-duplicated by hs_object_id, keeping the latest
+    modification (the README's recipe), and how many rows there were before."""
+    import csv
+
+    latest: dict[int, int] = {}
+    rows = 0
+    for path in sorted(folder.glob("*/contacts.csv")):
+        with open(path, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                rows += 1
+                modified = datetime.datetime.fromisoformat(row["lastmodifieddate"].replace("Z", "+00:00"))
+                record, ms = int(row["hs_object_id"]), int(modified.timestamp() * 1000)
+                latest[record] = max(latest.get(record, ms), ms)
+    return latest, rows
+
+
+def _backfill_incremental(stack, sandbox, dag_id: str) -> None:
+    """Backfill the week, each export seeing the CRM as of 5 minutes after its run's point."""
+    crm = sandbox.crm
+    crm.as_of_queue.extend(_ms(p) + 5 * MINUTE_MS for p in INCREMENTAL_POINTS)
+    first = len(sandbox.export_history())
+    try:
+        stack.airflow(
+            "backfill", "create", "--dag-id", dag_id, "--max-active-runs", "1",
+            "--from-date", INCREMENTAL_POINTS[0].date().isoformat(), "--to-date", INCREMENTAL_POINTS[-1].date().isoformat(),
+        )  # fmt: skip
+
+        def finished():
+            listed = stack.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 50})["dag_runs"]
+            done = len(listed) == len(INCREMENTAL_POINTS) and all(
+                r["state"] in ("success", "failed") for r in listed
+            )
+            return listed if done else None
+
+        listed = stack.wait_until(f"the backfill of {dag_id}", finished, timeout=600, every=2)
+        failed = [r["dag_run_id"] for r in listed if r["state"] != "success"]
+        assert not failed, stack.failure_report(dag_id, failed)
+    finally:
+        left = len(crm.as_of_queue)
+        crm.as_of_queue.clear()
+    history = sandbox.export_history()[first:]
+    assert left == 0 and len(history) == len(INCREMENTAL_POINTS), (left, len(history))
+    # The as-of times were handed out in start order: the runs must have started in date order.
+    names = [sandbox.exports[r.id].request["exportName"] for r in history]
+    assert names == sorted(names), names
+
+
+def test_an_incremental_backfill_loses_no_record_and_without_lookback_loses_the_lagged_ones(
+    stack, sandbox_e2e
+):
+    crm = sandbox_e2e.crm
+    crm.index_lag_ms = 20 * MINUTE_MS
+    crm.set_population("contacts", 3000)  # all last modified in the 30 days before the sandbox started
+    try:
+        lagged, boundary = _plan_changes(crm)
+        for dag_id in ("e2e_incremental", "e2e_incremental_no_lookback"):
+            _backfill_incremental(stack, sandbox_e2e, dag_id)
+    finally:
+        crm.index_lag_ms = 0
+        crm.set_population("contacts", 25)
+    whole = crm.changes("contacts", _ms(INCREMENTAL_POINTS[0]) - 86_400_000, _ms(INCREMENTAL_POINTS[-1]))
+    # the plan, and nothing else changed in that week: 5 a day, 3 changed on several days, 1 a day
+    # in the last half hour, and 6 lagged and 6 boundary ones
+    assert len(whole) == 7 * 5 + 3 + 7 + 6 + 6
+    repeats = (3 - 1) + (2 - 1) + (2 - 1)  # rows beyond the first of the records changed on several days
+
+    with_lookback, rows = _landed_latest(stack.exports / "e2e_incremental")
+    assert with_lookback == whole  # every record, at its latest modification, once after de-duplication
+    assert rows == len(whole) + repeats + 6  # the lookback delivers the last half hour of 6 days twice
+
+    without, rows_without = _landed_latest(stack.exports / "e2e_incremental_no_lookback")
+    assert set(whole) - set(without) == lagged  # exactly the records inside the index lag are lost
+    assert {k: v for k, v in whole.items() if k not in lagged} == without
+    assert rows_without == len(without) + repeats  # half-open windows: no record in two of them
+    assert boundary <= set(without)
+    print(
+        f"\nincremental backfill of {len(INCREMENTAL_POINTS)} days: {len(whole)} records changed; "
+        f"lookback 1 h: {len(with_lookback)} landed ({rows} rows); lookback 0: {len(without)} landed, "
+        f"{len(lagged)} lost inside the index lag"
+    )
 
 
 # -- the UI's requests -----------------------------------------------------------------------------

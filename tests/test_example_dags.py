@@ -23,7 +23,12 @@ def test_example_dags_parse_without_errors():
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"hubspot_contacts_daily", "hubspot_list_export", "hubspot_export_one_task"}
+    assert set(bag.dag_ids) == {
+        "hubspot_contacts_daily",
+        "hubspot_list_export",
+        "hubspot_export_one_task",
+        "hubspot_deletions_reconcile",
+    }
 
 
 @pytest.fixture
@@ -44,27 +49,45 @@ def _sha(path):
 
 def test_contacts_daily_exports_the_interval_idempotently(sandbox, examples):
     day = pendulum.datetime(2026, 11, 27, tz="UTC")
+    sandbox.plan_next(row_count=3000)  # contacts changed over the last 30 days: ~100 a day
     first = _run("hubspot_contacts_daily", logical_date=day)
     assert set(first.tasks.values()) == {"success"}
     request = json.loads(sandbox.api_requests("/async", method="POST")[0].body)
-    (flt,) = request["publicCrmSearchRequest"]["filters"]
-    start, end = pendulum.datetime(2026, 11, 26, tz="UTC"), day
-    assert flt["propertyName"] == "lastmodifieddate" and flt["operator"] == "BETWEEN"
-    assert (int(flt["value"]), int(flt["highValue"])) == (
-        start.int_timestamp * 1000,
-        end.int_timestamp * 1000 - 1,
-    )
+    start_ms = (day.int_timestamp - 86400 - 3600) * 1000  # the interval, an hour of lookback before
+    end_ms = day.int_timestamp * 1000
+    assert request["publicCrmSearchRequest"]["filters"] == [
+        {"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(start_ms)},
+        {"propertyName": "lastmodifieddate", "operator": "LT", "value": str(end_ms)},
+    ]
     (landed,) = first.xcom["download_export"]
     assert os.path.dirname(landed["path"]) == str(examples / "contacts" / "2026-11-26_2026-11-27")
     with open(landed["path"], newline="", encoding="utf-8") as fh:
-        rows = sum(1 for _ in csv.reader(fh)) - 1
-    assert first.xcom["count_rows"] == rows == sandbox.plan.row_count
+        ids = [int(row["hs_object_id"]) for row in csv.DictReader(fh)]
+    changed = sandbox.crm.changes("contacts", start_ms, end_ms)
+    assert sorted(ids) == sorted(changed) and first.xcom["count_rows"] == len(changed) > 50
     assert landed["sha256"] == _sha(sandbox.served_file(first.xcom["start_export"]))
     # A re-run of the same day lands in the same place, replacing the file: nothing piles up.
     second = _run("hubspot_contacts_daily", logical_date=day)
     assert set(second.tasks.values()) == {"success"}
     assert second.xcom["download_export"][0]["path"] == landed["path"]
     assert os.listdir(os.path.dirname(landed["path"])) == [os.path.basename(landed["path"])]
+
+
+def test_deletions_reconcile_marks_the_ids_gone_since_the_last_snapshot(sandbox, examples):
+    sandbox.plan_next(row_count=40)
+    first = _run("hubspot_deletions_reconcile", logical_date=pendulum.datetime(2026, 11, 27, tz="UTC"))
+    assert set(first.tasks.values()) == {"success"} and first.xcom["find_deleted"] == []
+    request = json.loads(sandbox.api_requests("/async", method="POST")[0].body)
+    assert request["objectProperties"] == ["hs_object_id"] and "publicCrmSearchRequest" not in request
+    now = sandbox.crm.clock_ms()
+    for gone in (3, 17):
+        sandbox.crm.archive("contacts", gone, now - 1000)
+    sandbox.plan_next(row_count=40)
+    second = _run("hubspot_deletions_reconcile", logical_date=pendulum.datetime(2026, 11, 28, tz="UTC"))
+    assert set(second.tasks.values()) == {"success"}
+    assert second.xcom["find_deleted"] == ["3", "17"]
+    deleted = examples / "contacts_deleted" / "2026-11-28.csv"
+    assert deleted.read_text().split() == ["hs_object_id", "3", "17"]
 
 
 def test_list_export_with_deferrable_sensor(sandbox, examples):
@@ -106,6 +129,7 @@ def test_the_example_waits_are_deferrable_whatever_the_default():
                 seen.append(path.name)
     assert sorted(seen) == [
         "hubspot_contacts_daily.py",
+        "hubspot_deletions_reconcile.py",
         "hubspot_export_one_task.py",
         "hubspot_list_export.py",
     ]

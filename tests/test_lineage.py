@@ -220,3 +220,42 @@ def test_a_download_whose_export_hubspot_does_not_describe_reports_its_outputs(s
     ]
     assert lineage.outputs[0].outputFacets["outputStatistics"].rowCount is None
     assert lineage.run_facets[RUN_FACET].exportTaskId == export_task_id
+
+
+def test_an_incremental_export_reports_its_window_and_every_resolved_property(env, tmp_path, lineage_events):
+    """Resumed after a deferral, the operator holds nothing from before: the window and the
+    properties "ALL" resolved to come back from XCom's ``export``."""
+    import pendulum
+
+    env.plan_next(pending_polls=1, processing_polls=2, row_count=30)
+    source = (
+        HEADER
+        + """
+with DAG({dag_id}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    HubSpotExportOperator(
+        task_id="export", object_type="DEAL", object_properties="ALL", incremental=True,
+        destination={dest}, deferrable=True, poke_interval=0.1, outlets=[Asset("file://" + {dest})],
+    )
+"""
+    )
+    result = run_dag(
+        "lineage_incremental",
+        source,
+        dest=str(tmp_path),
+        test_kwargs={"logical_date": pendulum.datetime(2026, 11, 28, tz="UTC")},
+    )
+    assert result.tasks == {"export": "success"} and result.runs["export"] == 2  # resumed after deferring
+    recorded = result.keyed["export"]["export"]
+    complete = _complete(lineage_events("lineage_incremental")["export"])
+    _hubspot_input(complete, name="DEAL", properties=recorded["object_properties"])
+    assert len(recorded["object_properties"]) > 5 and "hs_lastmodifieddate" in recorded["object_properties"]
+    facet = complete["run"]["facets"][RUN_FACET]
+    _valid_run_facet(facet)
+    assert facet["window"] == {
+        "property": "hs_lastmodifieddate",
+        "startMs": recorded["window"]["start_ms"],
+        "endMs": recorded["window"]["end_ms"],
+        "start": "2026-11-26T23:00:00.000Z",
+        "end": "2026-11-28T00:00:00.000Z",
+        "lookbackSeconds": 3600.0,
+    }
