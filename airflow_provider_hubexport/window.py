@@ -105,11 +105,11 @@ def parse_moment(value: Any, field_name: str) -> datetime:
     elif isinstance(value, date):
         moment = datetime(value.year, value.month, value.day)
     elif isinstance(value, int) and not isinstance(value, bool):
-        return _EPOCH + timedelta(milliseconds=value)
+        return _from_ms(value, field_name)
     elif isinstance(value, str) and value.strip():
         text = value.strip()
         if text.isdigit():
-            return _EPOCH + timedelta(milliseconds=int(text))
+            return _from_ms(int(text), field_name)
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -122,6 +122,20 @@ def parse_moment(value: Any, field_name: str) -> datetime:
             f"{field_name} must be a datetime, ISO 8601 text or epoch milliseconds; got {value!r}."
         )
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# Epoch milliseconds below this are before 1973: epoch seconds given by mistake
+# ("{{ data_interval_start.int_timestamp }}"), which would make a window of nearly all time.
+_MIN_PLAUSIBLE_MS = 100_000_000_000
+
+
+def _from_ms(ms: int, field_name: str) -> datetime:
+    if ms < _MIN_PLAUSIBLE_MS:
+        raise HubSpotExportRequestError(
+            f"{field_name}={ms} is before 1973 as epoch milliseconds: epoch seconds? Give milliseconds "
+            "(e.g. '{{ data_interval_start.int_timestamp * 1000 }}') or ISO 8601 text ('{{ data_interval_start }}')."
+        )
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def lookback_ms(lookback: Any) -> int:
@@ -182,7 +196,10 @@ class Schedule:
         return None
 
     def previous_point(self, point: datetime) -> datetime | None:
-        """The schedule's last point strictly before ``point``."""
+        """The schedule's last point strictly before ``point``, as Airflow's cron timetables
+        compute their points: a cron that fires every hour steps in absolute time (so the hour a
+        DST change repeats is not skipped); any other steps in wall-clock time, skipping a local
+        time the clocks jumped over (which names the same instant as the point itself)."""
         if self.delta is not None:
             return point - self.delta
         if self.cron is None:
@@ -190,8 +207,26 @@ class Schedule:
         from croniter import croniter
 
         local = point.astimezone(self.timezone).replace(tzinfo=None)
-        previous = croniter(self.cron, start_time=local).get_prev(datetime)
-        return previous.replace(tzinfo=self.timezone).astimezone(timezone.utc)
+        cron = croniter(self.cron, start_time=local)
+        if cron.expanded[1] == ["*"]:
+            return point - (local - cron.get_prev(datetime))
+        for _ in range(4):  # a DST gap costs one step; bounded all the same
+            candidate = _localize(cron.get_prev(datetime), self.timezone)
+            if candidate < point:
+                return candidate
+        return None
+
+
+def _localize(naive: datetime, zone: tzinfo) -> datetime:
+    """A wall-clock time in ``zone`` as Airflow (pendulum) reads it: a time the clocks passed twice
+    is the second one; a time they jumped over is moved forward by the jump."""
+    early, late = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
+    if (
+        early.utcoffset() != late.utcoffset()
+        and early.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) == naive
+    ):
+        return late.astimezone(timezone.utc)  # passed twice
+    return early.astimezone(timezone.utc)  # once, or jumped over (the offset before the jump)
 
 
 def incremental_window(

@@ -91,13 +91,22 @@ with DAG(
         a MERGE on hs_object_id)."""
         import csv
         import logging
+        from datetime import datetime
+
+        def modified(row: dict) -> float:  # HubSpot documents no date format: epoch ms or ISO 8601
+            text = row["lastmodifieddate"]
+            return (
+                int(text)
+                if text.isdigit()
+                else datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+            )
 
         latest: dict[str, dict] = {}
         for item in landed:
             with open(item["path"], newline="", encoding="utf-8") as fh:
                 for row in csv.DictReader(fh):
                     kept = latest.get(row["hs_object_id"])
-                    if kept is None or row["lastmodifieddate"] > kept["lastmodifieddate"]:
+                    if kept is None or modified(row) >= modified(kept):
                         latest[row["hs_object_id"]] = row
         logging.getLogger(__name__).info("%d contacts changed, from %d file(s)", len(latest), len(landed))
         return len(latest)

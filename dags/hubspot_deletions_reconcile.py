@@ -59,12 +59,20 @@ with DAG(
                     found |= {row["hs_object_id"] for row in csv.DictReader(fh)}
             return found
 
+        if not ds:
+            raise ValueError("find_deleted compares dated snapshots: run it with a logical date.")
         root = Path(EXPORT_ROOT)
         earlier = sorted(p for p in (root / "contacts_ids").iterdir() if p.is_dir() and p.name < ds)
         if not earlier:
             logging.getLogger(__name__).info("First snapshot: nothing to compare with.")
             return []
-        deleted = sorted(ids(earlier[-1].glob("*.csv")) - ids(item["path"] for item in landed), key=int)
+        now, before = ids(item["path"] for item in landed), ids(earlier[-1].glob("*.csv"))
+        if before and not now:
+            # An empty export is far likelier a fault than every contact deleted: mark nothing.
+            raise ValueError(
+                f"The snapshot is empty and {earlier[-1].name}'s had {len(before)} ids: not marking them all deleted."
+            )
+        deleted = sorted(before - now, key=int)
         out = root / "contacts_deleted" / f"{ds}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("hs_object_id\n" + "".join(f"{i}\n" for i in deleted))

@@ -307,3 +307,41 @@ def test_names_resolve_case_insensitively_and_standard_types_and_ids_need_no_loo
         "0-3",
     ]
     assert len(sandbox.api_requests("/crm/v3/schemas")) == 3  # no lookup for those
+
+
+def test_the_three_task_pipeline_carries_the_window_to_the_downloads_asset_event(env, tmp_path):
+    source = (
+        HEADER
+        + """
+with DAG({dag_id}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    start = HubSpotStartExportOperator(task_id="start", object_type="COMPANY", object_properties=["name"],
+                                       incremental=True)
+    wait = HubSpotExportSensor(task_id="wait", export_task_id=start.output, poke_interval=0.1)
+    download = HubSpotDownloadExportOperator(task_id="download", export_task_id=wait.output,
+                                             destination={dest}, outlets=[Asset("file://" + {dest})])
+    start >> wait >> download
+"""
+    )
+    result = run_dag("incremental_pipeline", source, dest=str(tmp_path), test_kwargs={"logical_date": DAY})
+    assert set(result.tasks.values()) == {"success"}
+    window = result.keyed["start"]["export"]["window"]
+    assert window["property"] == "hs_lastmodifieddate" and window["end_ms"] == to_ms(DAY)
+    assert _asset_event_extra("file://" + str(tmp_path))["window"] == window
+
+
+def test_hubspots_limits_with_the_window_are_refused_before_any_call(env):
+    source = (
+        HEADER
+        + """
+with DAG({dag_id}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    HubSpotStartExportOperator(
+        task_id="start", object_type="vehicles", object_properties="ALL", incremental=True,
+        filter_groups=[{{"filters": [{{"propertyName": "make", "operator": "HAS_PROPERTY"}}] * 5}}],
+    )
+"""
+    )
+    result = run_dag("incremental_limits", source, test_kwargs={"logical_date": DAY})
+    assert_failed_with(
+        result, "start", HubSpotExportRequestError, r"filter_groups\[0\] has 5 filters.*at most 6"
+    )
+    assert env.api_requests("/crm/") == []  # not even the schema or properties lookups

@@ -419,6 +419,12 @@ CASES = [
         r"\{\{ data_interval_start \}\}",
     ),
     (
+        "window-since-seconds",
+        lambda: _window(modified_since="1795737600"),
+        "modified_since=1795737600",
+        r"epoch seconds\? Give milliseconds",
+    ),
+    (
         "window-since-type",
         lambda: _window(modified_since=[1]),
         "modified_since",

@@ -283,3 +283,38 @@ def test_airflows_pendulum_datetimes_give_the_same_edges():
         data_interval_end=pendulum.datetime(2026, 11, 28, tz="UTC").add(microseconds=999),
     )
     assert (edges.start_ms, edges.end_ms) == (to_ms(DAY1), to_ms(DAY2))
+
+
+@pytest.mark.parametrize(
+    "cron,zone,around",
+    [
+        (
+            "0 2 * * *",
+            "America/New_York",
+            datetime(2026, 3, 8, tzinfo=UTC),
+        ),  # 02:00 does not exist that night
+        ("30 2 * * *", "Europe/Berlin", datetime(2026, 3, 29, tzinfo=UTC)),
+        ("0 0 * * *", "America/Santiago", datetime(2026, 9, 6, tzinfo=UTC)),  # midnight does not exist
+        ("0 1 * * *", "America/New_York", datetime(2026, 11, 1, tzinfo=UTC)),  # 01:00 happens twice
+        ("0 * * * *", "America/New_York", datetime(2026, 11, 1, tzinfo=UTC)),
+        ("0 * * * *", "Europe/Berlin", datetime(2026, 3, 29, tzinfo=UTC)),
+        ("*/30 * * * *", "Europe/Amsterdam", datetime(2026, 10, 25, tzinfo=UTC)),
+        ("0 6 * * 1-5", "Australia/Sydney", datetime(2026, 4, 5, tzinfo=UTC)),
+        ("0 0 * * *", "UTC", datetime(2026, 11, 27, tzinfo=UTC)),
+    ],
+)
+def test_previous_points_match_airflows_own_schedule_across_dst(cron, zone, around):
+    """Airflow's cron timetable is the oracle (its private step methods, used here only to check):
+    the window of every run across a DST change starts at the run Airflow scheduled before it, so
+    the windows tile time, no hour skipped (the clocks jumping forward) or counted twice."""
+    import pendulum
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    airflow_schedule = CronTriggerTimetable(cron, timezone=zone)
+    ours = Schedule.from_fields({"expression": cron, "timezone": zone})
+    points = [pendulum.instance(around - timedelta(days=2))]
+    while points[-1] < around + timedelta(days=2):
+        points.append(airflow_schedule._get_next(points[-1]))
+    assert len(points) > 3
+    for before, point in itertools.pairwise(points[1:]):
+        assert ours.previous_point(point) == before, (cron, zone, point)

@@ -136,6 +136,8 @@ def prepare_export_request(
             "incremental=True filters a VIEW export by its records' modification time; a LIST export "
             "takes the list's members as they are. Export the object (export_type='VIEW') instead."
         )
+    if chosen is not None:
+        apply_window(draft, chosen)  # HubSpot's limits with the window, refused before any call
     request["objectType"] = hook.resolve_object_type(object_type)
     if want_all:
         request["objectProperties"] = hook.get_property_names(request["objectType"])
@@ -402,6 +404,11 @@ class HubSpotStartExportOperator(ReportsLineage, LazyHubSpotHook, ResumableJobMi
                 task_ids=ti.task_id, key="export", map_indexes=getattr(ti, "map_index", None)
             )
             self._export = value if isinstance(value, dict) else None
+            if self._export is None:
+                self.log.warning(
+                    "XCom 'export' of this task is gone (pushed before deferring): the asset event and "
+                    "lineage go without the export's window and resolved columns."
+                )
         return self._export
 
     def execute_after_quota_wait(self, context: Context, event: dict[str, Any] | None = None) -> Any:
@@ -580,12 +587,32 @@ class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, LandsExport
         self.export_task_id = export_task_id
         self.hubspot_conn_id = hubspot_conn_id
 
+    _ol_window: Mapping[str, Any] | None = None
+
     def execute(self, context: Context) -> list[dict[str, Any]]:
         given = self.export_task_id
         if isinstance(given, Mapping):  # the sensor's XCom value, in this release's shape or 0.1.0's
             given = export_task_id_of(given)
         self._ol_export_task_id = validate_id(given, "export_task_id")
+        self._ol_window = self._upstream_window(context, self._ol_export_task_id)
         return self.land(context, self._ol_export_task_id)
+
+    def _upstream_window(self, context: Context, export_task_id: str) -> Mapping[str, Any] | None:
+        """The window of the export, when a start operator upstream of this task started it (its
+        XCom ``export``): so the asset event and lineage of a start -> wait -> download pipeline
+        carry it too. One XCom read; None when no upstream task recorded this export."""
+        ti = context["ti"] if "ti" in context else None
+        upstream = sorted(self.get_flat_relative_ids(upstream=True))
+        if ti is None or not upstream:
+            return None
+        found = ti.xcom_pull(task_ids=upstream, key="export")
+        for value in found if isinstance(found, list) else [found]:
+            if isinstance(value, Mapping) and value.get("export_task_id") == export_task_id:
+                return value.get("window")
+        return None
+
+    def _lineage_window(self) -> Mapping[str, Any] | None:
+        return self._ol_window
 
 
 def record_outlet_events(
