@@ -8,6 +8,11 @@ mode, operators, example DAGs, secret scan). Legs run side by side, all at once 
 only 60% of one core busy: it waits for polls, retries and Airflow's processes); each prints the Airflow and Python it ran on and how many tests
 passed, and the last line sums them up.
 
+Two legs prove the package as users get it: ``3.0-lowest`` runs the 3.0 leg's tests with our direct
+dependencies at the floors setup.cfg declares (``requirements/lowest.txt``, compiled by
+``--lock-lowest``), and ``wheel`` builds the sdist and the wheel and checks the wheel installed in a
+clean venv (``devtools/check_wheel.py``).
+
 ``make test AIRFLOW=3.1`` (or ``python devtools/test_matrix.py --leg 3.1``) runs one leg alone.
 """
 
@@ -49,6 +54,9 @@ class Leg:
     # the unit legs yield the CPU to them (CI, all eight at once on two cores: REST calls unanswered
     # for 30 s, a triggerer's polls late, when all ran at the same priority).
     nice: int = 10
+    # Not pytest: this script, run by the main venv's Python; each "ok"/"FAIL" line it prints counts
+    # as a passed/failed test.
+    command: tuple[str, ...] = ()
 
     @property
     def venv(self) -> Path:
@@ -56,6 +64,8 @@ class Leg:
 
     @property
     def what(self) -> str:
+        if self.command:
+            return " ".join(self.command)
         if self.modules:
             return ", ".join(Path(module).stem for module in self.modules)
         leaves = "".join(f", {Path(module).stem}" for module in self.ignore)
@@ -85,8 +95,13 @@ LEGS = (
     Leg("3.3-e2e-celery", "requirements/test.txt", None, modules=(E2E[1],), nice=0),
     Leg("3.3-py313", "requirements/airflow-3.3-py313.txt", "3.13", skip=OTHER_PYTHON),
     Leg("3.0", "requirements/airflow-3.0.txt", "3.10", skip=OTHER_PYTHON),
+    # Our direct dependencies at their declared floors (setup.cfg), the rest as in Airflow 3.0's
+    # environment (``--lock-lowest``): what the 3.0 leg runs, on the oldest versions we allow.
+    Leg("3.0-lowest", "requirements/lowest.txt", "3.10", skip=OTHER_PYTHON),
     Leg("3.1", "requirements/airflow-3.1.txt", "3.11", skip=SAME_PYTHON),
     Leg("3.2", "requirements/airflow-3.2.txt", "3.11", skip=SAME_PYTHON),
+    # The sdist and the wheel as users get them, the wheel installed in a clean venv of its own.
+    Leg("wheel", "requirements/test.txt", None, command=("devtools/check_wheel.py",)),
 )
 _print_lock = threading.Lock()
 
@@ -161,6 +176,8 @@ def run_leg(leg: Leg, uv: Path) -> tuple[Leg, dict[str, int], float, str]:
         ensure_venv(leg, uv)
     except (subprocess.CalledProcessError, RuntimeError) as err:
         return leg, {"error": 1}, time.monotonic() - started, f"venv failed: {err}"
+    if leg.command:
+        return run_command(leg, started, log)
     label = versions(leg)
     say(f"[{leg.name}] {label}: running {leg.what}")
     args = [
@@ -190,6 +207,25 @@ def run_leg(leg: Leg, uv: Path) -> tuple[Leg, dict[str, int], float, str]:
     return leg, counts, time.monotonic() - started, label
 
 
+def run_command(leg: Leg, started: float, log: Path) -> tuple[Leg, dict[str, int], float, str]:
+    say(f"[{leg.name}] running {leg.what}")
+    args = [
+        *(["nice", "-n", str(leg.nice)] if leg.nice else []),
+        str(ROOT / ".venv" / "bin" / "python"),
+        *leg.command,
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    code, cpu = run_pytest(args, log, env)
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    counts = {
+        "passed": sum(line.startswith("ok ") for line in lines),
+        "failed": sum(line.startswith("FAIL ") for line in lines),
+    }
+    if code != 0 and not counts["failed"]:
+        counts["error"] = 1
+    return leg, {k: n for k, n in counts.items() if n}, time.monotonic() - started, f"checks; CPU {cpu:.0f} s"
+
+
 def summary(output: str) -> dict[str, int]:
     """The counts from pytest's closing line ("3 failed, 370 passed, 1 skipped in 9.1s")."""
     lines = [
@@ -203,17 +239,81 @@ def summary(output: str) -> dict[str, int]:
     }
 
 
+LOWEST_IN = ROOT / "requirements" / "lowest.in"
+LOWEST_LOCK = ROOT / "requirements" / "lowest.txt"
+AIRFLOW_30_LOCK = ROOT / "requirements" / "airflow-3.0.txt"
+
+
+def direct_dependencies() -> set[str]:
+    """The normalized names setup.cfg's ``install_requires`` declares."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    names = set()
+    for line in cfg["options"]["install_requires"].splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            names.add(normalize(re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0]))
+    return names
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_lowest(uv: Path) -> int:
+    """Compile ``requirements/lowest.txt``: our direct dependencies resolved to their lowest allowed
+    versions (``--resolution lowest-direct``), everything else constrained to Airflow 3.0's
+    environment. Airflow's official constraints file for 3.0 is on GitHub; ours is
+    ``requirements/airflow-3.0.txt`` (Airflow 3.0 as of its release), minus our direct
+    dependencies, so that only they move."""
+    import tempfile
+
+    direct = direct_dependencies() - {"apache-airflow"}  # Airflow itself: the 3.0 leg's, pinned in lowest.in
+    pins = [
+        line
+        for line in AIRFLOW_30_LOCK.read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#")) and normalize(line.split("==")[0]) not in direct
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix="-airflow-3.0-constraints.txt") as constraints:
+        constraints.write("\n".join(pins) + "\n")
+        constraints.flush()
+        args = [
+            str(uv), "pip", "compile", "--quiet", "--python-version", "3.10", "--resolution", "lowest-direct",
+            "--custom-compile-command", "python devtools/test_matrix.py --lock-lowest",
+            "setup.cfg", str(LOWEST_IN.relative_to(ROOT)), "--extra", "test",
+            "-c", constraints.name, "-o", str(LOWEST_LOCK.relative_to(ROOT)),
+        ]  # fmt: skip
+        code = subprocess.run(args, cwd=ROOT).returncode
+    if code == 0:
+        pinned = {
+            normalize(name): version
+            for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOWEST_LOCK.read_text(), re.M)
+        }
+        for name in sorted(direct):
+            say(f"{name}=={pinned.get(name, '(not pinned)')}")
+    return code
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--leg",
         action="append",
-        help="run only this leg (3.0, 3.1, 3.2, 3.3, 3.3-matrix, 3.3-e2e, 3.3-e2e-local, 3.3-e2e-celery, 3.3-py313)",
+        help="run only this leg (3.0, 3.0-lowest, 3.1, 3.2, 3.3, 3.3-matrix, 3.3-e2e, 3.3-e2e-local, 3.3-e2e-celery, 3.3-py313, wheel)",
     )
     # All at once: a leg alone uses 60% of one core (measured: 241 s of CPU in 398 s), so six
     # legs keep two cores busy, and no leg is left running alone at the end.
     parser.add_argument("--jobs", type=int, default=len(LEGS))
+    parser.add_argument(
+        "--lock-lowest",
+        action="store_true",
+        help="compile requirements/lowest.txt (the 3.0-lowest leg's lock)",
+    )
     options = parser.parse_args()
+    if options.lock_lowest:
+        return lock_lowest(ROOT / ".venv" / "bin" / "uv")
     legs = [leg for leg in LEGS if leg.selects(options.leg)]
     if not legs:
         parser.error(f"no such leg: {options.leg}; legs are {', '.join(leg.name for leg in LEGS)}")
