@@ -121,6 +121,7 @@ def test_a_daily_point_run_lands_exactly_the_records_changed_in_its_window(env, 
         "lookback_seconds": 1800.0,
     }
     assert recorded["export_task_id"] in env.exports and recorded["object_type"] == "CONTACT"
+    assert [item["window"] for item in result.xcom["export"]] == [recorded["window"]]  # the XCom value
     assert _asset_event_extra("file://" + str(tmp_path))["window"] == recorded["window"]
 
 
@@ -327,6 +328,7 @@ with DAG({dag_id}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, t
     window = result.keyed["start"]["export"]["window"]
     assert window["property"] == "hs_lastmodifieddate" and window["end_ms"] == to_ms(DAY)
     assert _asset_event_extra("file://" + str(tmp_path))["window"] == window
+    assert result.xcom["download"][0]["window"] == window  # the download's XCom value
 
 
 def test_hubspots_limits_with_the_window_are_refused_before_any_call(env):

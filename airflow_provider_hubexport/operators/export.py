@@ -541,6 +541,8 @@ class LandsExportFiles:
             destination_conn_id=self.destination_conn_id,
         )
         window = self._lineage_window()  # type: ignore[attr-defined]
+        if window:  # in the XCom value too: each file says which window it holds (an added key)
+            landed = [{**item, "window": dict(window)} for item in landed]
         record_outlet_events(context, self.outlets, export_task_id, landed, window)  # type: ignore[attr-defined]
         self._ol_export_task_id, self._ol_landed = export_task_id, landed
         return landed
