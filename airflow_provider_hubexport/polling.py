@@ -70,6 +70,8 @@ class PollSchedule:
         """The wait to use after a poll made ``elapsed`` seconds into the wait."""
         if self.initial <= 0:
             return 0.0
+        if self.factor == 1:  # a steady interval: no need to count the steps taken so far
+            return self.initial
         total, n = 0.0, 0
         while True:
             step = self.interval(n)

@@ -58,11 +58,27 @@ class Finished:
     status: int
 
 
+# One Finished per status code, made once: a step is immutable, and a poll's answer is nearly
+# always the same status (a triggerer's thousands of waits make one per poll otherwise).
+_FINISHED: dict[int, Finished] = {}
+
+
+def _finished(status: int) -> Finished:
+    step = _FINISHED.get(status)
+    if step is None:
+        step = Finished(status)
+        if len(_FINISHED) < 1000:  # HTTP statuses are three digits; anything else is not kept
+            _FINISHED[status] = step
+    return step
+
+
 Step = Any  # SendRequest | RefreshToken | Finished
 
 
 class AuthFlow:
     """The auth state machine of one attempt of one request (see the module's docstring)."""
+
+    __slots__ = ("settings", "request", "state", "_sent_token")
 
     def __init__(self, settings: HubSpotConnectionSettings, request: ApiRequest) -> None:
         self.settings = settings
@@ -94,7 +110,7 @@ class AuthFlow:
             self.state = "refreshing_after_401"
             return RefreshToken(rejected=self._sent_token)
         self.state = "done"
-        return Finished(status)
+        return _finished(status)
 
     def _send(self, state: str) -> SendRequest:
         self.state = state

@@ -15,8 +15,9 @@ import asyncio
 import functools
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
@@ -192,16 +193,9 @@ def _request_options(s: HubSpotConnectionSettings) -> dict[str, Any]:
     }
 
 
-class _Reply:
-    """An aiohttp response whose body was read before the connection went back to the pool."""
-
-    def __init__(self, response: aiohttp.ClientResponse, body: bytes) -> None:
-        self.response, self.status, self.headers, self.body = (
-            response,
-            response.status,
-            response.headers,
-            body,
-        )
+# What a call makes of its answer: (the response, its body, already read, the request's
+# ``describe``) -> the call's result. The connection is back in the pool before it runs.
+Answer = Callable[[aiohttp.ClientResponse, bytes, str], Any]
 
 
 class HubSpotAsyncHook(HttpAsyncHook):
@@ -258,8 +252,19 @@ class HubSpotAsyncHook(HttpAsyncHook):
         self.hubspot_conn_id = hubspot_conn_id
         self.call_log = log if log is not None else self.log
         self.settings: HubSpotConnectionSettings | None = None
+        # The shared entry ``settings`` came from (its loop, weakly; the loop's entries; the entry):
+        # whether they are still current is a few lookups, not a weak-dictionary lookup per call.
+        self._settings_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._settings_entries: dict[str, tuple[float, HubSpotConnectionSettings]] = {}
+        self._settings_entry: tuple[float, HubSpotConnectionSettings] | None = None
         self._policy = RetryPolicy()
         self._options: dict[str, Any] = {}
+        # The headers of a request without its own, for the token the auth flow last said to send
+        # (read-only: aiohttp copies them into each request): built once per token, not per poll.
+        self._auth_headers: tuple[str | None, Mapping[str, str]] | None = None
+        # The status call of the export last asked about: (the id as given, the settings its path
+        # was built from, for_wait, the request, its reader). A wait polls one export.
+        self._status_call: tuple[Any, HubSpotConnectionSettings, bool, ApiRequest, Answer] | None = None
         self.http_session: aiohttp.ClientSession | None = None
         self._users = 0
 
@@ -274,10 +279,28 @@ class HubSpotAsyncHook(HttpAsyncHook):
         settings = _SharedSettings.peek(self.hubspot_conn_id)  # a dict lookup, most calls
         if settings is None:
             settings = await _SharedSettings.get(self.hubspot_conn_id)
+        loop = asyncio.get_running_loop()
+        entries = _SharedSettings._by_loop.get(loop)
+        entry = None if entries is None else entries.get(self.hubspot_conn_id)
+        if entries is None or entry is None or entry[1] is not settings:
+            entries, entry = {}, None  # not the shared entry (gone already): read again next call
+        self._settings_loop, self._settings_entries, self._settings_entry = weakref.ref(loop), entries, entry
         if settings is not self.settings:
             self.settings, self.base_url = settings, settings.base_url
             self._options = _request_options(settings)
             self._policy = replace(settings.retry, **self._budget) if self._budget else settings.retry
+
+    def _settings_current(self) -> bool:
+        """Whether ``settings`` are still the loop's for this connection and fresh (no await:
+        what nearly every poll needs); False after the TTL, a 401 (``forget``) or another read."""
+        entry = self._settings_entry
+        return (
+            entry is not None
+            and self._settings_loop is not None
+            and self._settings_loop() is asyncio.get_running_loop()
+            and self._settings_entries.get(self.hubspot_conn_id) is entry
+            and time.monotonic() - entry[0] < SETTINGS_TTL
+        )
 
     async def __aexit__(self, *exc: object) -> None:
         self._users -= 1
@@ -349,45 +372,52 @@ class HubSpotAsyncHook(HttpAsyncHook):
         return await self._call(request, _checked, session)
 
     # -- one call, with auth and retries ---------------------------------------------------------
-    async def _send(self, step: auth_flow.SendRequest, session: aiohttp.ClientSession) -> _Reply:
-        assert self.settings is not None
-        request = step.request
-        try:
-            async with session.request(
-                request.method,
-                _url(self.settings.base_url, request.path),
-                json=request.json,
-                data=dict(request.form) if request.form else None,
-                headers=step.headers,
-                **self._options,
-            ) as response:
-                return _Reply(response, await response.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            never_connected = isinstance(err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-            raise transient_error(request.describe, err, sent=not never_connected) from None
+    def _headers(self, step: auth_flow.SendRequest) -> Mapping[str, str]:
+        """The step's headers; for a request without headers of its own (every API call but
+        ``run``'s) they depend on the token alone, and are built once per token."""
+        if type(step.request) is not ApiRequest:  # the caller's own headers: as the flow builds them
+            return step.headers
+        cached = self._auth_headers
+        if cached is None or cached[0] != step.token:
+            cached = self._auth_headers = (step.token, MappingProxyType(step.headers))
+        return cached[1]
 
-    async def _attempt(
-        self, request: ApiRequest, answer: Callable[[_Reply, str], Any], session: aiohttp.ClientSession
-    ) -> Any:
+    async def _attempt(self, request: ApiRequest, answer: Answer, session: aiohttp.ClientSession) -> Any:
         """One attempt, driven by the auth flow: send, refresh on the flow's word, resend."""
         assert self.settings is not None
         flow = auth_flow.AuthFlow(self.settings, request)
         step = flow.start()
         while True:
-            if isinstance(step, auth_flow.RefreshToken):
+            if isinstance(step, auth_flow.SendRequest):
+                try:
+                    # Awaited, not ``async with``: the body is read and the connection given back
+                    # here, without the context managers' two coroutines per request.
+                    response = await session.request(
+                        request.method,
+                        _url(self.settings.base_url, request.path),
+                        json=request.json,
+                        data=dict(request.form) if request.form else None,
+                        headers=self._headers(step),
+                        **self._options,
+                    )
+                    try:
+                        body = await response.read()
+                    finally:
+                        response.release()
+                except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                    never_connected = isinstance(
+                        err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+                    )
+                    raise transient_error(request.describe, err, sent=not never_connected) from None
+                step = flow.response_received(response.status)
+            elif isinstance(step, auth_flow.RefreshToken):
                 await self._refresh_token(step.rejected)
                 step = flow.token_refreshed()
-            elif isinstance(step, auth_flow.SendRequest):
-                reply = await self._send(step, session)
-                step = flow.response_received(reply.status)
             else:
-                return answer(reply, request.describe)
+                return answer(response, body, request.describe)
 
     async def _call(
-        self,
-        request: ApiRequest,
-        answer: Callable[[_Reply, str], Any],
-        session: aiohttp.ClientSession | None = None,
+        self, request: ApiRequest, answer: Answer, session: aiohttp.ClientSession | None = None
     ) -> Any:
         """One call with its retries, on ``session`` (a caller's, from ``run``) or the shared one."""
         if session is None:
@@ -395,8 +425,7 @@ class HubSpotAsyncHook(HttpAsyncHook):
                 async with self:
                     return await self._call(request, answer)
             session = self.http_session
-        settings = self.settings
-        if settings is None or _SharedSettings.peek(self.hubspot_conn_id) is not settings:
+        if not self._settings_current():
             await self._read_settings()  # expired, or forgotten after a 401: a long wait sees a rotated token
         policy = self._policy
         started = time.monotonic()
@@ -418,8 +447,8 @@ class HubSpotAsyncHook(HttpAsyncHook):
     async def call(self, request: ApiRequest, parse: Callable[[Any], Any] = lambda body: body) -> Any:
         """Send one API request with the connection's retry policy; return ``parse(JSON body)``."""
 
-        def answer(reply: _Reply, describe: str) -> Any:
-            return parse(read_response(reply.status, reply.headers, reply.body, describe))
+        def answer(response: aiohttp.ClientResponse, body: bytes, describe: str) -> Any:
+            return parse(read_response(response.status, response.headers, body, describe))
 
         return await self._call(request, answer)
 
@@ -442,26 +471,51 @@ class HubSpotAsyncHook(HttpAsyncHook):
         for a fresh one), so it cannot leak from a trigger, and thousands of waits do not grow the
         secrets masker. ``for_wait``: until the export is final, only its status is read (see
         ``parse_status``). ``task_id=`` is the old name of ``export_task_id`` (deprecated)."""
-        tid = validate_id(export_task_id, "export_task_id")
-        if self.settings is None:
-            async with self:
-                return await self.get_export_status(tid, for_wait=for_wait)
+        return await self._export_status(export_task_id, for_wait)
 
-        def answer(reply: _Reply, describe: str) -> ExportStatus:
-            body = read_response(reply.status, reply.headers, reply.body, describe)
-            return parse_status(body, tid, for_wait=True) if for_wait else _without_url(body, tid)
+    def _export_status(self, export_task_id: str | int, for_wait: bool = False) -> Awaitable[ExportStatus]:
+        """:meth:`get_export_status` as an awaitable of one coroutine less, for the trigger's polls:
+        the request and its reader are built once per export (and settings read), not per poll."""
+        cached = self._status_call
+        settings = self.settings
+        if (
+            cached is None
+            or cached[0] is not export_task_id
+            or cached[1] is not settings
+            or cached[2] != for_wait
+        ):
+            tid = validate_id(export_task_id, "export_task_id")
+            if settings is None:
+                return self._export_status_opened(tid, for_wait)
+            answer = functools.partial(_status_answer, tid, for_wait)
+            cached = (export_task_id, settings, for_wait, status_request(settings.api_version, tid), answer)
+            self._status_call = cached
+        return self._call(cached[3], cached[4])
 
-        return await self._call(status_request(self.settings.api_version, tid), answer)
+    async def _export_status_opened(self, export_task_id: str, for_wait: bool) -> ExportStatus:
+        async with self:
+            return await self._export_status(export_task_id, for_wait)
+
+
+def _status_answer(
+    export_task_id: str, for_wait: bool, response: Any, body: bytes, describe: str
+) -> ExportStatus:
+    payload = read_response(response.status, response.headers, body, describe)
+    return (
+        parse_status(payload, export_task_id, for_wait=True)
+        if for_wait
+        else _without_url(payload, export_task_id)
+    )
 
 
 def _without_url(body: Any, export_task_id: str) -> ExportStatus:
     return replace(parse_status(body, export_task_id), result_url=None)
 
 
-def _checked(reply: _Reply, describe: str) -> aiohttp.ClientResponse:
-    if not 200 <= reply.status < 300:
-        raise error_from_response(reply.status, reply.headers, reply.body, describe)
-    return reply.response
+def _checked(response: aiohttp.ClientResponse, body: bytes, describe: str) -> aiohttp.ClientResponse:
+    if not 200 <= response.status < 300:
+        raise error_from_response(response.status, response.headers, body, describe)
+    return response
 
 
 # The name triggers and older code used; the same class.

@@ -127,6 +127,8 @@ class HubSpotExportTrigger(BaseTrigger):
         state.last_status = self.last_status
         try:
             async with HubSpotAsyncHook(self.hubspot_conn_id, log=self.log) as hook:
+                # get_export_status(export_task_id, for_wait=True), of one coroutine less per poll
+                poll = hook._export_status
                 first = True
                 while True:
                     remaining = self._until_deadline()
@@ -144,7 +146,7 @@ class HubSpotExportTrigger(BaseTrigger):
                         yield TriggerEvent(timeout_event(export_task_id, self.timeout or 0))
                         return
                     try:
-                        status = state.seen(await hook.get_export_status(export_task_id, for_wait=True))
+                        status = state.seen(await poll(export_task_id, True))
                     except HubSpotExportError as err:
                         state.failed(err)  # re-raises when it is not worth another poll
                         continue
