@@ -140,16 +140,18 @@ class StagedFile:
 
     path: str
     size: int
-    sha256: str
+    sha256: str | None = None  # with checksum="sha256" only
 
 
-def hash_copy(src: Any, dst: Any) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
+def copy_member(src: Any, dst: Any, checksum: str | None = None) -> tuple[int, str | None]:
+    """Copy ``src`` to ``dst``; the size, and the SHA-256 when ``checksum="sha256"``."""
+    digest, size = (hashlib.sha256() if checksum else None), 0
     while chunk := src.read(_CHUNK):
         dst.write(chunk)
-        digest.update(chunk)
+        if digest is not None:
+            digest.update(chunk)
         size += len(chunk)
-    return size, digest.hexdigest()
+    return size, None if digest is None else digest.hexdigest()
 
 
 def _hold(path: str) -> int | None:
@@ -365,7 +367,13 @@ class Destination:
         return path
 
     def extract(
-        self, archive: str, task_id: str, *, overwrite: bool, filename: str | None = None
+        self,
+        archive: str,
+        task_id: str,
+        *,
+        overwrite: bool,
+        filename: str | None = None,
+        checksum: str | None = None,
     ) -> list[dict[str, Any]]:
         """Land every member of a ZIP, or none: refuse the whole archive if any member would escape;
         extract all members into a staging folder (in the destination when it is local), checking
@@ -405,7 +413,9 @@ class Destination:
                     path = os.path.join(staging, f"{n}{STAGING_SUFFIX}")
                     try:
                         with zf.open(info) as src, open(path, "wb") as dst:
-                            size, digest = hash_copy(src, dst)  # zipfile checks the CRC as it reads
+                            size, digest = copy_member(
+                                src, dst, checksum
+                            )  # zipfile checks the CRC as it reads
                     except (zipfile.BadZipFile, EOFError, zlib.error) as err:
                         raise HubSpotExportError(
                             f"The export's ZIP is corrupt: member {info.filename!r}: {err}. Nothing was "

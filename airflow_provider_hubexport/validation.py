@@ -89,6 +89,19 @@ def validate_id(value: Any, field_name: str = "export_task_id", *, label: str | 
     return str(int(text))
 
 
+CHECKSUMS = ("sha256",)
+
+
+def validate_checksum(value: Any) -> str | None:
+    """``checksum`` of the download: None (the default: no digest) or an algorithm we compute."""
+    if value is None or value in CHECKSUMS:
+        return value
+    raise HubSpotExportRequestError(
+        f"checksum must be None or one of {', '.join(map(repr, CHECKSUMS))}; got {value!r}. Pass "
+        "checksum='sha256' to record each landed file's SHA-256 (its 'sha256' key), or leave it out."
+    )
+
+
 def _field(key: str, keywords: Mapping[str, str]) -> str:
     """A request field as its user gave it: an operator keyword, or a key of the request dict."""
     return f"{keywords[key]} (HubSpot's {key})" if key in keywords else f"Export request field {key!r}"

@@ -30,7 +30,7 @@ def _listing(directory):
 @pytest.mark.parametrize("fmt,ext", [("CSV", ".csv"), ("XLSX", ".xlsx"), ("XLS", ".xls")])
 def test_formats_land_byte_identical(sandbox, hook, complete, tmp_path, fmt, ext):
     task_id = complete({**CONTACTS, "format": fmt}, row_count=300)
-    (landed,) = hook.download_export(task_id, str(tmp_path / "out"))
+    (landed,) = hook.download_export(task_id, str(tmp_path / "out"), checksum="sha256")
     served = sandbox.served_file(task_id)
     assert landed["path"] == str(tmp_path / "out" / os.path.basename(served)) and landed["path"].endswith(ext)
     assert landed["size"] == os.path.getsize(served) and landed["sha256"] == _sha(served) == _sha(
@@ -49,7 +49,7 @@ def test_file_sent_gzip_encoded_anyway_lands_decoded(sandbox, hook, complete, tm
     # A host that encodes the file whatever we asked (S3, for an object stored gzipped): the file
     # lands as it was exported, and the length check counts the bytes as sent.
     task_id = complete(row_count=3000, content_encoding="gzip")
-    (landed,) = hook.download_export(task_id, str(tmp_path / "out"))
+    (landed,) = hook.download_export(task_id, str(tmp_path / "out"), checksum="sha256")
     served = sandbox.served_file(task_id)
     with open(served, "rb") as fh:
         original = fh.read()
@@ -61,9 +61,9 @@ def test_multi_file_zip_with_and_without_unzip(sandbox, hook, complete, tmp_path
     sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
     task_id = complete(row_count=1000)
     served = sandbox.served_file(task_id)
-    (as_zip,) = hook.download_export(task_id, tmp_path / "zipped")
+    (as_zip,) = hook.download_export(task_id, tmp_path / "zipped", checksum="sha256")
     assert as_zip["sha256"] == _sha(served) and as_zip["path"].endswith(".zip")
-    extracted = hook.download_export(task_id, tmp_path / "unzipped", unzip=True)
+    extracted = hook.download_export(task_id, tmp_path / "unzipped", unzip=True, checksum="sha256")
     with zipfile.ZipFile(served) as zf:
         expected = {name: hashlib.sha256(zf.read(name)).hexdigest() for name in zf.namelist()}
     assert {os.path.basename(f["path"]): f["sha256"] for f in extracted} == expected
@@ -88,7 +88,7 @@ def test_remote_store_gets_the_file_put_whole(sandbox, hook, complete):
     memory = MemoryFileSystem()
     attach("memory", fs=memory)
     task_id = complete(row_count=2000)
-    (landed,) = hook.download_export(task_id, "memory://bucket/hubspot/2026-11-28")
+    (landed,) = hook.download_export(task_id, "memory://bucket/hubspot/2026-11-28", checksum="sha256")
     # universal-pathlib < 0.3 (Airflow 3.0, 3.1) renders the memory filesystem's root as "memory:///".
     assert landed["path"].replace("memory:///", "memory://").startswith("memory://bucket/hubspot/2026-11-28/")
     data = ObjectStoragePath(landed["path"]).read_bytes()
@@ -99,7 +99,7 @@ def test_remote_store_gets_the_file_put_whole(sandbox, hook, complete):
 def test_expired_url_gets_a_fresh_one(sandbox, hook, complete, tmp_path):
     task_id = complete(expired_urls=2)  # the fixture's URL and the first download's have expired
     (landed,) = hook.download_export(task_id, tmp_path)
-    assert landed["sha256"] == _sha(sandbox.served_file(task_id))
+    assert _sha(landed["path"]) == _sha(sandbox.served_file(task_id))
     assert len(sandbox.api_requests(f"/tasks/{task_id}/status")) == 3  # the fixture's, then one per try
     assert len(sandbox.file_requests) == 2
 
@@ -107,7 +107,7 @@ def test_expired_url_gets_a_fresh_one(sandbox, hook, complete, tmp_path):
 def test_cut_short_download_is_retried_and_never_left_partial(sandbox, hook, complete, tmp_path):
     task_id = complete(row_count=20_000, cut_downloads=2)
     (landed,) = hook.download_export(task_id, tmp_path)
-    assert landed["sha256"] == _sha(sandbox.served_file(task_id))
+    assert _sha(landed["path"]) == _sha(sandbox.served_file(task_id))
     assert len(sandbox.file_requests) == 3 and _listing(tmp_path) == [os.path.basename(landed["path"])]
 
 
@@ -308,6 +308,7 @@ def test_length_mismatch_ends_the_hashing_thread(hook, tmp_path):
                 "1",
                 timeout=(1, 1),
                 log=hook.log,
+                checksum="sha256",
             )
     assert _settle(before) == before  # no thread left blocked on its queue
 
@@ -316,8 +317,70 @@ def test_failed_downloads_leave_no_hashing_thread(sandbox, hook, complete, tmp_p
     before = len(_hash_threads())
     task_id = complete(row_count=20_000, cut_downloads=10)
     with pytest.raises(HubSpotExportError, match="cut short"):
-        hook.download_export(task_id, tmp_path / "out")
+        hook.download_export(task_id, tmp_path / "out", checksum="sha256")
     assert _settle(before) == before
+
+
+def test_no_checksum_by_default_and_no_hashing(sandbox, hook, complete, tmp_path, monkeypatch, capsys):
+    # The digest is opt-in: by default nothing is hashed (no thread, no hashlib object), the XCom
+    # value says sha256 None and the log line gives no digest.
+    import hashlib as real_hashlib
+
+    from airflow_provider_hubexport import landing
+    from airflow_provider_hubexport.hooks import download
+
+    made = []
+
+    class CountingHashlib:
+        @staticmethod
+        def sha256(*args):
+            made.append(1)
+            return real_hashlib.sha256(*args)
+
+    monkeypatch.setattr(download, "hashlib", CountingHashlib)
+    monkeypatch.setattr(landing, "hashlib", CountingHashlib)
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    task_id = complete(row_count=1000)
+    before = len(_hash_threads())
+    capsys.readouterr()
+    (as_zip,) = hook.download_export(task_id, tmp_path / "zipped")
+    extracted = hook.download_export(task_id, tmp_path / "unzipped", unzip=True)
+    out = capsys.readouterr()
+    assert as_zip["sha256"] is None and [f["sha256"] for f in extracted] == [None] * 3
+    assert _sha(as_zip["path"]) == _sha(sandbox.served_file(task_id))
+    assert made == [] and len(_hash_threads()) == before
+    landed_lines = [line for line in (out.out + out.err).splitlines() if "Landed " in line]
+    assert len(landed_lines) == 4 and not any("sha256" in line for line in landed_lines)
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_checksum_on_one_cpu_hashes_inline(sandbox, hook, complete, tmp_path, monkeypatch, cpus):
+    # With one CPU a hashing thread would only take turns with the copy loop: the loop hashes.
+    from airflow_provider_hubexport.hooks import download
+
+    monkeypatch.setattr(download, "usable_cpus", lambda: cpus)
+    threads = []
+    real_thread = download.threading.Thread
+
+    def spy(*args, **kwargs):
+        threads.append(kwargs.get("name"))
+        return real_thread(*args, **kwargs)
+
+    monkeypatch.setattr(download.threading, "Thread", spy)
+    task_id = complete(row_count=20_000)
+    (landed,) = hook.download_export(task_id, tmp_path, checksum="sha256")
+    assert landed["sha256"] == _sha(sandbox.served_file(task_id)) == _sha(landed["path"])
+    assert [t for t in threads if t == "hubspot-sha256"] == ([] if cpus == 1 else ["hubspot-sha256"])
+
+
+def test_unknown_checksum_is_refused_before_any_request(sandbox, hook, complete, tmp_path):
+    task_id = complete()
+    before = len(sandbox.api_requests())
+    with pytest.raises(
+        HubSpotExportRequestError, match="checksum must be None or one of 'sha256'; got 'md5'"
+    ):
+        hook.download_export(task_id, tmp_path, checksum="md5")
+    assert len(sandbox.api_requests()) == before and os.listdir(tmp_path) == []
 
 
 def test_importing_the_download_module_leaves_urllib3_logging_alone():

@@ -102,6 +102,11 @@ def faulty(sandbox, connect, tmp_path):
     return sandbox, plan
 
 
+def _digest(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
 def _assert_hit(injected: Any, fault: Fault) -> None:
     """The step met its fault: a row whose fault never fired would pass without testing anything."""
     if injected is not None:
@@ -255,7 +260,7 @@ def test_download(faulty, fault, tmp_path):
     if landed:
         (item,) = landed
         served = sandbox.served_file(task_id)
-        assert item["sha256"] == hashlib.sha256(open(served, "rb").read()).hexdigest()
+        assert _digest(item["path"]) == _digest(served)
         assert os.listdir(destination) == [os.path.basename(item["path"])]
     else:
         assert not destination.exists() or os.listdir(destination) == []  # nothing partial, nothing left

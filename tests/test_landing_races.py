@@ -85,7 +85,7 @@ def test_a_second_download_into_the_same_directory_leaves_the_first_ones_staging
         (staging,) = _staged(tmp_path, task_id)
         assert staging.stat().st_size < size, "download 1 finished before it was paused: slow it further"
         sandbox.exports[task_id].plan.download_rate = None  # download 2 at full speed
-        (second,) = hook.download_export(task_id, tmp_path, filename="contacts")
+        (second,) = hook.download_export(task_id, tmp_path, filename="contacts", checksum="sha256")
         assert staging.exists(), "download 2 removed the staging file of download 1, which is alive"
         assert second["sha256"] == _sha_file(served) == _sha_file(second["path"])
         os.kill(first.pid, signal.SIGCONT)
@@ -107,23 +107,25 @@ def test_a_second_unzip_into_the_same_directory_leaves_the_first_ones_staging_fo
     with zipfile.ZipFile(sandbox.served_file(task_id)) as zf:
         expected = sorted(hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist())
     paused, resume = threading.Event(), threading.Event()
-    hash_copy = landing.hash_copy
+    copy_member = landing.copy_member
 
-    def gated(src, dst):  # download 1 stops after extracting its first member
-        copied = hash_copy(src, dst)
+    def gated(src, dst, checksum=None):  # download 1 stops after extracting its first member
+        copied = copy_member(src, dst, checksum)
         if threading.current_thread().name == "download-1" and not paused.is_set():
             paused.set()
             if not resume.wait(120):
                 raise AssertionError("download 1 was never resumed")
         return copied
 
-    monkeypatch.setattr(landing, "hash_copy", gated)
+    monkeypatch.setattr(landing, "copy_member", gated)
     results: dict[str, object] = {}
 
     def first():
         other = HubSpotHook()
         try:
-            results["first"] = other.download_export(task_id, tmp_path, unzip=True, filename="contacts")
+            results["first"] = other.download_export(
+                task_id, tmp_path, unzip=True, filename="contacts", checksum="sha256"
+            )
         except BaseException as err:  # reported below, with the thread's traceback
             results["first"] = err
         finally:
@@ -135,7 +137,7 @@ def test_a_second_unzip_into_the_same_directory_leaves_the_first_ones_staging_fo
         _until(lambda: paused.is_set() or not thread.is_alive(), "member extracted by download 1")
         assert paused.is_set(), f"download 1 ended before its pause: {results.get('first')!r}"
         (folder,) = tmp_path.glob(f".hubspot-{task_id}-*.unzip")
-        second = hook.download_export(task_id, tmp_path, unzip=True, filename="contacts")
+        second = hook.download_export(task_id, tmp_path, unzip=True, filename="contacts", checksum="sha256")
         assert folder.is_dir(), "download 2 removed the staging folder of download 1, which is alive"
         assert sorted(item["sha256"] for item in second) == expected
     finally:
@@ -165,5 +167,5 @@ def test_what_a_dead_download_left_is_removed_by_the_next(sandbox, hook, complet
     (tmp_path / ".hubspot-999-other.part").write_bytes(b"another export's")  # not this export's
     sandbox.exports[task_id].plan.download_rate = None
     (landed,) = hook.download_export(task_id, tmp_path, filename="contacts")
-    assert landed["sha256"] == _sha_file(served)
+    assert _sha_file(landed["path"]) == _sha_file(served)
     assert sorted(os.listdir(tmp_path)) == [".hubspot-999-other.part", "contacts.csv"]

@@ -227,6 +227,12 @@ def _unknown_store_connection():
 
 
 # (id, what triggers it, the field the message must name, a regex for the fix it must give)
+def _md5_checksum():
+    from airflow_provider_hubexport.operators.export import HubSpotDownloadExportOperator
+
+    HubSpotDownloadExportOperator(task_id="d", export_task_id="1", destination="/tmp", checksum="md5")
+
+
 CASES = [
     # ids: the advice follows the kind of id
     (
@@ -489,6 +495,7 @@ CASES = [
         r"resolve a custom object's name first",
     ),
     ("resolve-empty", lambda: _resolve(" "), "object_type", r"a custom object's name or its id"),
+    ("checksum", _md5_checksum, "checksum", r"checksum='sha256'"),
     ("retry-attempts", lambda: _retry(max_attempts=0), "max_attempts", r"1 means no retry"),
     ("retry-seconds", lambda: _retry(max_seconds=-1), "max_seconds", r"0 means no retry"),
 ]

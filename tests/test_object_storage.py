@@ -103,7 +103,11 @@ def test_csv_lands_at_its_key_with_the_connection_in_either_form(sandbox, hook, 
     with open(sandbox.served_file(task_id), "rb") as fh:
         served = fh.read()
     (by_param,) = hook.download_export(
-        task_id, f"s3://{s3.bucket}/param/", destination_conn_id=CONN_ID, filename="contacts"
+        task_id,
+        f"s3://{s3.bucket}/param/",
+        destination_conn_id=CONN_ID,
+        filename="contacts",
+        checksum="sha256",
     )
     (by_uri,) = hook.download_export(task_id, f"s3://{CONN_ID}@{s3.bucket}/uri/", filename="contacts")
     assert by_param["path"] == f"s3://{CONN_ID}@{s3.bucket}/param/contacts.csv"
@@ -135,7 +139,7 @@ def test_unzipped_members_land_as_objects(sandbox, hook, complete, s3):
     with zipfile.ZipFile(sandbox.served_file(task_id)) as zf:
         expected = {name: zf.read(name) for name in zf.namelist()}
     landed = hook.download_export(
-        task_id, f"s3://{s3.bucket}/unzipped", unzip=True, destination_conn_id=CONN_ID
+        task_id, f"s3://{s3.bucket}/unzipped", unzip=True, destination_conn_id=CONN_ID, checksum="sha256"
     )
     assert len(expected) == 3 and len(landed) == 3
     assert {k.rsplit("/", 1)[-1]: body(s3, k) for k in objects(s3, "unzipped/")} == expected

@@ -35,7 +35,7 @@ from airflow_provider_hubexport.landing import (
     is_zip,
     renamed,
 )
-from airflow_provider_hubexport.validation import validate_id
+from airflow_provider_hubexport.validation import validate_checksum, validate_id
 
 if TYPE_CHECKING:
     from airflow_provider_hubexport.api import ExportStatus
@@ -75,8 +75,10 @@ def download_export(
     filename: str | None = None,
     max_attempts: int | None = None,
     destination_conn_id: str | None = None,
+    checksum: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Download a COMPLETE export's file into ``destination``; return ``[{path, size, sha256}]``.
+    """Download a COMPLETE export's file into ``destination``; return ``[{path, size, sha256}]``
+    (``sha256`` None unless ``checksum="sha256"``).
 
     ``hook.get_export_status`` gives the export's status with its signed URL (with the API call's
     own retries); each attempt asks afresh, as a signed URL lives minutes. The rest is as
@@ -84,6 +86,7 @@ def download_export(
     are refused before any request.
     """
     tid = validate_id(export_task_id, "export_task_id")
+    checksum = validate_checksum(checksum)
     renamed(["export.csv"], filename)  # refuse a bad filename before any request
     settings, log = hook.settings, hook.log
     policy = settings.retry if max_attempts is None else replace(settings.retry, max_attempts=max_attempts)
@@ -115,6 +118,7 @@ def download_export(
                 tid,
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 log=log,
+                checksum=checksum,
             )
             if is_zip(staged.path):
                 check_zip(staged.path)
@@ -123,7 +127,9 @@ def download_export(
             raise
         try:
             if unzip and is_zip(staged.path):
-                return dest.extract(staged.path, tid, overwrite=overwrite, filename=filename)
+                return dest.extract(
+                    staged.path, tid, overwrite=overwrite, filename=filename, checksum=checksum
+                )
             return [dest.land(staged, renamed([name], filename), overwrite=overwrite)]
         finally:
             remove_quietly(staged.path)
@@ -136,7 +142,10 @@ def download_export(
         session.close()
         dest.cleanup()
     for item in landed:
-        log.info("Landed %s (%d bytes, sha256 %s)", item["path"], item["size"], item["sha256"])
+        if item["sha256"]:
+            log.info("Landed %s (%d bytes, sha256 %s)", item["path"], item["size"], item["sha256"])
+        else:
+            log.info("Landed %s (%d bytes)", item["path"], item["size"])
     return landed
 
 
@@ -245,8 +254,10 @@ def fetch(
     *,
     timeout: tuple[float, float],
     log: Any,
+    checksum: str | None = None,
 ) -> tuple[str, StagedFile]:
-    """Download ``url`` into ``staged_path``; return HubSpot's file name and the staged file.
+    """Download ``url`` into ``staged_path``; return HubSpot's file name and the staged file
+    (with its SHA-256 when ``checksum="sha256"``).
 
     Raises a retryable ``HubSpotExportError`` for an expired URL (403/410), a 5xx, a dropped
     connection or a short read, so the caller can get a fresh URL and try again.
@@ -279,7 +290,7 @@ def fetch(
             progress = Progress(log, name, expected)
             size = 0
             readinto, sent_bytes = body_reader(response)
-            with _HashingBuffers() as buffers:  # its thread ends however this block does
+            with buffers_for(checksum) as buffers:  # a hashing thread ends however this block does
                 # Opened without O_TRUNC: the staging file is new and empty (mkstemp), and ext4
                 # takes a truncation to zero for a "replace via truncate" and flushes the whole
                 # file on close (auto_da_alloc): 0.3 s per GB, measured.
@@ -311,9 +322,9 @@ def fetch(
                         f"Download of export {task_id} was cut short: {received} of {expected} bytes.",
                         retryable=True,
                     )
-                sha256 = buffers.hexdigest()
+                digest = buffers.hexdigest()
         progress.update(size, final=True)
-        return name, StagedFile(staged_path, size, sha256)
+        return name, StagedFile(staged_path, size, digest)
 
 
 def body_reader(response: Any) -> tuple[Callable[[bytearray], int], Callable[[int], int]]:
@@ -355,10 +366,54 @@ def write_all(out: Any, data: memoryview) -> None:
         data = data[written:]
 
 
-class _HashingBuffers:
+class _Buffer:
+    """The copy loop's one buffer, read into again and again: no digest (the default). HubSpot
+    publishes no checksum to verify a file against; what protects the bytes in transit is TLS,
+    the length check and, for a ZIP, its structure check and each member's CRC-32 on unzip. A
+    digest is for what the user does with it (a manifest, comparing copies), so it is opt-in."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray(CHUNK_SIZE)
+
+    def __enter__(self) -> _Buffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def take(self) -> bytearray:
+        return self._buffer
+
+    def hash(self, buffer: bytearray, n: int) -> None:
+        """Nothing to hash."""
+
+    def close(self) -> None:
+        """Nothing to end."""
+
+    def hexdigest(self) -> str | None:
+        return None
+
+
+class _InlineHash(_Buffer):
+    """SHA-256 in the copy loop itself: where the process has one CPU, a second thread would
+    only take turns with the loop (and add its queue hand-offs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hash = hashlib.sha256()
+
+    def hash(self, buffer: bytearray, n: int) -> None:
+        self._hash.update(memoryview(buffer)[:n])
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class _HashingBuffers(_Buffer):
     """Buffers the copy loop reads into, each hashed (SHA-256) on a second thread before it is read
-    into again: hashing overlaps the network and the disk instead of adding to them (hashlib lets go
-    of the GIL), with no allocation per chunk and memory fixed at ``COUNT`` x ``CHUNK_SIZE``.
+    into again: where a second CPU is free, hashing overlaps the network and the disk instead of
+    adding to them (hashlib lets go of the GIL), with no allocation per chunk and memory fixed at
+    ``COUNT`` x ``CHUNK_SIZE``.
 
     Use as a context manager: leaving it, by return or by exception, always ends the thread.
     """
@@ -373,12 +428,6 @@ class _HashingBuffers:
         self._full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="hubspot-sha256", daemon=True)
         self._thread.start()
-
-    def __enter__(self) -> _HashingBuffers:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _run(self) -> None:
         while (item := self._full.get()) is not None:
@@ -407,6 +456,21 @@ class _HashingBuffers:
     def hexdigest(self) -> str:
         self.close()
         return self._hash.hexdigest()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, which a container's cpuset or ``taskset`` sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def buffers_for(checksum: str | None) -> _Buffer:
+    """The copy loop's buffers for ``checksum`` (already validated) on the CPUs at hand."""
+    if checksum is None:
+        return _Buffer()
+    return _HashingBuffers() if usable_cpus() > 1 else _InlineHash()
 
 
 def remove_quietly(path: str) -> None:

@@ -418,6 +418,7 @@ class HubSpotHook(HttpHook):
         filename: str | None = None,
         max_attempts: int | None = None,
         destination_conn_id: str | None = None,
+        checksum: str | None = None,
     ) -> list[dict[str, Any]]:
         """Download a COMPLETE export's file into ``destination``; return ``[{path, size, sha256}]``.
 
@@ -431,8 +432,10 @@ class HubSpotHook(HttpHook):
         every export) by a fixed stem, keeping HubSpot's extension, so that re-runs replace rather
         than add files. ``destination_conn_id`` is the object store's Airflow connection (else the
         one in ``scheme://conn_id@bucket/...``, else the store's default); an unknown id is refused
-        before anything is downloaded. ``task_id=`` is the old name of ``export_task_id``
-        (deprecated). The work is ``hooks.download.download_export``'s.
+        before anything is downloaded. ``checksum="sha256"`` computes each landed file's SHA-256
+        (for a manifest or to compare copies: HubSpot publishes none to check it against); by
+        default ``sha256`` is None and the download costs no hashing. ``task_id=`` is the old name
+        of ``export_task_id`` (deprecated). The work is ``hooks.download.download_export``'s.
         """
         from airflow_provider_hubexport.hooks.download import download_export
 
@@ -445,6 +448,7 @@ class HubSpotHook(HttpHook):
             filename=filename,
             max_attempts=max_attempts,
             destination_conn_id=destination_conn_id,
+            checksum=checksum,
         )
 
     def test_connection(self) -> tuple[bool, str]:
