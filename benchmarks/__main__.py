@@ -19,8 +19,9 @@ BENCHMARKS = ("density", "download", "economy", "imports", "demo")
 
 
 def plan(quick: bool) -> dict[str, Callable[[str], Section]]:
-    """What each benchmark runs, sized for the mode. The full run takes about 20 minutes on 2
-    cores; a wait that misses its deadline is measured once (see density)."""
+    """What each benchmark runs, sized for the mode. The full run takes about 35 minutes on 2
+    cores (each figure on both cores, then on one pinned core); a wait that misses its deadline is
+    measured once (see density)."""
     if quick:
         return {
             "density": lambda work: density.run([(200, 1)], work),

@@ -45,6 +45,32 @@ def status_path(task_id: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# One core: what a task gets on a worker or triggerer that runs many
+# ---------------------------------------------------------------------------------------------
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+MEASURED_CPU, SERVER_CPU = 0, 1  # the measured process (or curl), the sandbox
+TASKSET = "/usr/bin/taskset"
+
+
+def one_core_possible() -> bool:
+    return {MEASURED_CPU, SERVER_CPU} <= ALL_CPUS and os.path.exists(TASKSET)
+
+
+def on_one_core(pinned: bool) -> list[str]:
+    """The command prefix that runs a measured process on ``MEASURED_CPU`` alone (empty: unpinned)."""
+    return [TASKSET, "-c", str(MEASURED_CPU)] if pinned else []
+
+
+def pin(pid: int, cpus: set[int] | frozenset[int]) -> None:
+    """Pin every thread of ``pid``; threads it starts later inherit their creator's CPUs."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, OSError):
+            pass  # a thread that ended meanwhile
+
+
+# ---------------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -226,6 +252,12 @@ class SandboxProcess:
         if self.proc is not None:
             stop_process(self.proc)
         self._log.close()
+
+    def pin(self, one_core: bool) -> None:
+        """On ``SERVER_CPU`` alone while a one-core figure is measured (the measured process has
+        the other), else on every CPU."""
+        assert self.proc is not None
+        pin(self.proc.pid, {SERVER_CPU} if one_core else ALL_CPUS)
 
     def cpu_seconds(self) -> float:
         assert self._ps is not None

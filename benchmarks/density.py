@@ -25,15 +25,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.common import (
+    MEASURED_CPU,
     MIB,
     PYTHON,
     ROOT,
+    SERVER_CPU,
     TOKEN,
     SandboxProcess,
     Section,
     Stats,
     child_env,
     met,
+    on_one_core,
+    one_core_possible,
     progress,
     ratio,
     read_line,
@@ -54,7 +58,15 @@ NAMES = {
     "ours-cache": "ours, secrets cache on",
     "ours-file": "ours, logs to a file",
     "floor-airflow": "floor, in a process with ours' imports (diagnostic)",
+    "ours-1": "HubSpotExportTrigger, one core",
+    "floor-airflow-1": "floor with ours' imports, one core",
+    "floor-1": "floor (bare aiohttp), one core",
 }
+# Measured again with the waiting process pinned to one core and the sandbox to the other: what a
+# wait costs on a triggerer that runs many, against the floor a trigger in a real triggerer can
+# reach (a process holding Airflow's imports, whose collections walk that heap whatever runs).
+ONE_CORE = ("ours-1", "floor-airflow-1", "floor-1")
+ONE_CORE_ANCHOR = "floor-airflow-1"
 # Run beside ours in every repeat, each changing one condition: Airflow's secrets cache
 # (``[secrets] use_cache``, off by default) on; the process's log output (Airflow's console logging,
 # to stderr) written to a file instead of read from a pipe by the parent (as a container runtime or a
@@ -135,12 +147,14 @@ def measure(sandbox: SandboxProcess, impl: str, n: int, home: str, log_path: str
     )
     timeout = child_timeout(n)
     complete_after = DUE_AFTER
+    one_core = impl in ONE_CORE
+    sandbox.pin(one_core)
     with open(log_path, "a") as log:
         log.write(f"\n=== {impl} N={n}\n")
         log.flush()
         proc = subprocess.Popen(
-            [PYTHON, "-m", "benchmarks.density_child", impl, "--complete-after", str(complete_after)]
-            + ["--timeout", str(timeout)],
+            [*on_one_core(one_core), PYTHON, "-m", "benchmarks.density_child", impl.removesuffix("-1")]
+            + ["--complete-after", str(complete_after), "--timeout", str(timeout)],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,
@@ -196,13 +210,17 @@ def run(sizes: list[tuple[int, int]], work: str) -> Section:
         "A diagnostic column runs the floor's loop in a process that has made ours' imports (Airflow's "
         "among them): Python's full GC collections walk the whole heap, which Airflow makes several times "
         "larger, and a gap that this column shares is the process's, not the trigger's. "
+        "Then ours, the floor with ours' imports and the bare floor again, each pinned to one core by "
+        f"`taskset` (CPU {MEASURED_CPU}) with the sandbox on the other (CPU {SERVER_CPU}): what a wait costs "
+        "on a triggerer that runs many, against the floor a trigger in a real triggerer can reach (the "
+        "one-core tables, below the others). "
         "A fresh process per measurement. Cells: median (min-max) over the runs; ratio = ours / anchor, "
         "of the medians.",
     )
     log_path = f"{work}/density-children.log"
     results: dict[tuple[int, str], list[Run]] = {}
     for n, repeats in sizes:
-        impls = ["ours", "floor", "http", *VARIANTS]
+        impls = ["ours", "floor", "http", *VARIANTS, *(ONE_CORE if one_core_possible() else ())]
         with SandboxProcess(
             "--pending-polls", "0", "--processing-polls", str(PROCESSING_POLLS),
             "--rows", "1", log_dir=tempfile.mkdtemp(prefix="sandbox-", dir=work),
@@ -218,6 +236,9 @@ def run(sizes: list[tuple[int, int]], work: str) -> Section:
                     runs.append(measure(sandbox, impl, n, home, log_path))
     for n, repeats in sizes:
         _table(section, n, repeats, results)
+    for n, _ in sizes:
+        if (n, "ours-1") in results:
+            _one_core_table(section, n, results)
     _notes(section, sizes, results, log_path)
     return section
 
@@ -282,6 +303,61 @@ def _table(section: Section, n: int, repeats: int, results: dict[tuple[int, str]
                 missed.append(f"{label.split(' (')[0]} {show_ratio(r_floor)} (goal {goal}x)")
     section.add_table(header, rows)
     _misses(section, n, runs, missed)
+
+
+def _one_core_table(section: Section, n: int, results: dict[tuple[int, str], list[Run]]) -> None:
+    """Ours against the floor with ours' imports, all on one pinned core, with the goals of issue
+    29; the bare floor's ratios beside them."""
+    runs = {impl: results[(n, impl)] for impl in ONE_CORE}
+    header = [
+        f"N = {n:,}, one core (CPU {MEASURED_CPU}; sandbox on CPU {SERVER_CPU})",
+        "ours",
+        "floor with ours' imports",
+        "ours / floor with imports",
+        "bare floor",
+        "ours / bare floor",
+        "goal: ours / floor with imports",
+        "met",
+    ]
+    rows = [
+        ["runs", str(len(runs["ours-1"])), str(len(runs[ONE_CORE_ANCHOR])), "", str(len(runs["floor-1"]))]
+        + ["", "", ""],
+        ["waits finished", _finished(runs["ours-1"]), _finished(runs[ONE_CORE_ANCHOR]), "", _finished(runs["floor-1"])]
+        + ["", "", ""],
+    ]  # fmt: skip
+    ours_done = all(r.finished for r in runs["ours-1"])
+    missed = []
+    for key, label, digits, goal in FIGURES:
+        ours, anchor, bare = (_figure(runs[i], key) for i in ONE_CORE)
+        r_anchor = ratio(ours, anchor) if ours and anchor else None
+        conditions = key in CONDITIONS
+        row = [
+            label,
+            ours.show(digits) if ours else "n/a",
+            anchor.show(digits) if anchor else "n/a",
+            "" if conditions else show_ratio(r_anchor),
+            bare.show(digits) if bare else "n/a",
+            "" if conditions else show_ratio(ratio(ours, bare) if ours and bare else None),
+        ]
+        ok = goal is not None and ours_done and r_anchor is not None and r_anchor <= goal
+        row += [f"<= {goal}x", met(ok)] if goal else ["", ""]
+        rows.append(row)
+        if goal:
+            name = label.split(" (")[0]
+            why = f"ours / floor with imports = {show_ratio(r_anchor)}"
+            if not ours_done:
+                why += f"; only {_finished(runs['ours-1'])} waits finished"
+            section.goals.append(
+                (f"N = {n:,}, one core: {name} within {goal}x of the floor with imports", ok, why)
+            )
+            if not ok:
+                missed.append(f"{name} {show_ratio(r_anchor)} (goal {goal}x)")
+    section.add_table(header, rows)
+    if missed:
+        section.misses.append(
+            f"N = {n:,}, one core: ours missed: {'; '.join(missed)}, against the floor's loop in a process "
+            "with ours' imports, on the same pinned core."
+        )
 
 
 def _misses(section: Section, n: int, runs: dict[str, list[Run]], missed: list[str]) -> None:

@@ -77,7 +77,9 @@ def render(
         "",
         "Run it with `make bench`, or `.venv/bin/python -m benchmarks` from the repository root (add "
         "`--quick` for a smoke run of about two minutes, which writes `benchmarks/out/RESULTS-quick.md` "
-        "instead of this file). The full run takes about 20 minutes on 2 cores. Every server is "
+        "instead of this file). The full run takes about 35 minutes on 2 cores. The one-core figures "
+        "(the measured process, or curl, pinned by `taskset` to CPU 0, the sandbox to CPU 1) are what a "
+        "task gets on a worker or triggerer that runs many per core: quote those. Every server is "
         "started by the benchmark on 127.0.0.1; the sandbox always runs in its own process and its CPU "
         "time is reported beside the figures. Logs of the last run: `benchmarks/out/`.",
         "",
