@@ -359,18 +359,61 @@ def test_checksum_on_one_cpu_hashes_inline(sandbox, hook, complete, tmp_path, mo
     from airflow_provider_hubexport.hooks import download
 
     monkeypatch.setattr(download, "usable_cpus", lambda: cpus)
-    threads = []
-    real_thread = download.threading.Thread
+    made = []
+    real = download.buffers_for
 
-    def spy(*args, **kwargs):
-        threads.append(kwargs.get("name"))
-        return real_thread(*args, **kwargs)
+    def spy(checksum):
+        made.append(real(checksum))
+        return made[-1]
 
-    monkeypatch.setattr(download.threading, "Thread", spy)
+    monkeypatch.setattr(download, "buffers_for", spy)
     task_id = complete(row_count=20_000)
     (landed,) = hook.download_export(task_id, tmp_path, checksum="sha256")
     assert landed["sha256"] == _sha(sandbox.served_file(task_id)) == _sha(landed["path"])
-    assert [t for t in threads if t == "hubspot-sha256"] == ([] if cpus == 1 else ["hubspot-sha256"])
+    assert [type(b) for b in made] == [download._InlineHash if cpus == 1 else download._HashingBuffers]
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "v1", "expected"),
+    [
+        ("max 100000", None, None),  # cgroup v2, no quota
+        ("150000 100000", None, 1.5),  # v2, limits.cpu: 1500m
+        (None, ("-1", "100000"), None),  # v1, no quota
+        (None, ("50000", "100000"), 0.5),  # v1, half a CPU
+        (None, None, None),  # no cgroup files: no quota known
+    ],
+)
+def test_cpu_quota_of_the_cgroup(tmp_path, monkeypatch, cpu_max, v1, expected):
+    from airflow_provider_hubexport.hooks import download
+
+    for name, text in (("cpu.max", cpu_max), ("quota", v1 and v1[0]), ("period", v1 and v1[1])):
+        if text is not None:
+            (tmp_path / name).write_text(text + "\n")
+    monkeypatch.setattr(download, "CGROUP_CPU_MAX", str(tmp_path / "cpu.max"))
+    monkeypatch.setattr(download, "CGROUP_V1_QUOTA", str(tmp_path / "quota"))
+    monkeypatch.setattr(download, "CGROUP_V1_PERIOD", str(tmp_path / "period"))
+    assert download.cgroup_cpu_quota() == expected
+    monkeypatch.setattr(download.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert download.usable_cpus() == (4 if expected is None else max(1, -(-expected // 1)))
+
+
+def test_checksum_with_unzip_hashes_what_lands_once(sandbox, hook, complete, tmp_path, monkeypatch):
+    # Unzipping, the members are what lands and what is hashed: the ZIP itself is not hashed on the
+    # way in; a file that is not a ZIP after all lands as it is, hashed from disk.
+    from airflow_provider_hubexport.hooks import download
+
+    asked = []
+    real = download.buffers_for
+    monkeypatch.setattr(download, "buffers_for", lambda checksum: asked.append(checksum) or real(checksum))
+    sandbox.packaging = Packaging(zip_over_bytes=10_000, rows_per_file=400)
+    zipped = complete(row_count=1000)
+    members = hook.download_export(zipped, tmp_path / "members", unzip=True, checksum="sha256")
+    assert [m["sha256"] for m in members] == [_sha(m["path"]) for m in members] and len(members) == 3
+    sandbox.packaging = Packaging(zip_over_bytes=10**9)
+    plain = complete(row_count=100)
+    (csv_file,) = hook.download_export(plain, tmp_path / "plain", unzip=True, checksum="sha256")
+    assert csv_file["path"].endswith(".csv") and csv_file["sha256"] == _sha(sandbox.served_file(plain))
+    assert asked == [None, None]
 
 
 def test_unknown_checksum_is_refused_before_any_request(sandbox, hook, complete, tmp_path):

@@ -261,3 +261,68 @@ async def test_restart_from_serialized_form_resumes_the_wait(sandbox, start):
     # The revived wait made the one poll that was left (COMPLETE), and only that one.
     assert len(sandbox.api_requests("/status")) == 2
     assert len(sandbox.api_requests("/async", method="POST")) == 1
+
+
+def _auth_of_status_polls(sandbox, task_id):
+    return [r.headers.get("Authorization") for r in sandbox.api_requests(f"/tasks/{task_id}/status")]
+
+
+async def test_token_rotated_mid_wait_is_picked_up_after_the_ttl(sandbox, start, connect, monkeypatch):
+    # One wait, its settings read when it began: the token is rotated while it polls, and once the
+    # settings are past their TTL the same wait reads the connection again and sends the new token.
+    from airflow_provider_hubexport.hooks import hubspot_async
+
+    task_id = start(pending_polls=0, processing_polls=8)
+    run = asyncio.ensure_future(_events(_trigger(task_id)))
+    await _until(lambda: len(_auth_of_status_polls(sandbox, task_id)) >= 3, "three polls", run)
+    sandbox.add_token("ROTATED-TOKEN-4c1a")
+    del sandbox.tokens[sandbox.token]
+    connect(password="ROTATED-TOKEN-4c1a")
+    monkeypatch.setattr(hubspot_async, "SETTINGS_TTL", 0.0)
+    (event,) = await asyncio.wait_for(run, HANG_GUARD)
+    assert event["status"] == "success"
+    sent = _auth_of_status_polls(sandbox, task_id)
+    assert sent[0] == f"Bearer {SECRET_TOKEN}" and sent[-1] == "Bearer ROTATED-TOKEN-4c1a"
+
+
+async def test_oauth_401_mid_wait_refreshes_once_and_resends(sandbox, start, connect):
+    task_id = start(pending_polls=0, processing_polls=8)
+    connect(
+        password="stale-oauth-token",
+        extra={
+            "client_id": SECRET_CLIENT_ID,
+            "client_secret": SECRET_CLIENT_SECRET,
+            "refresh_token": SECRET_REFRESH_TOKEN,
+        },
+    )
+    run = asyncio.ensure_future(_events(_trigger(task_id)))
+    await _until(lambda: len(_auth_of_status_polls(sandbox, task_id)) >= 3, "three polls", run)
+    assert len(sandbox.api_requests("/oauth/v1/token")) == 1  # the first poll refreshed the stale token
+    sandbox.inject("status", status=401, path=f"/tasks/{task_id}/status", times=1)
+    (event,) = await asyncio.wait_for(run, HANG_GUARD)
+    assert event["status"] == "success"
+    assert len(sandbox.api_requests("/oauth/v1/token")) == 2  # refreshed after the 401, then resent
+    sent = _auth_of_status_polls(sandbox, task_id)
+    tokens = [t for i, t in enumerate(sent) if i == 0 or t != sent[i - 1]]  # each token, as first sent
+    assert (
+        len(tokens) == 3 and tokens[0] == "Bearer stale-oauth-token"
+    )  # stale, refreshed, refreshed after the 401
+
+
+async def test_an_overridden_get_export_status_is_what_the_wait_calls(sandbox, start, monkeypatch):
+    # The trigger's polls take a shorter path than get_export_status, but only while it is the
+    # hook's own: a subclass's override or a test's double is called as it is.
+    from airflow_provider_hubexport.api import ExportStatus
+    from airflow_provider_hubexport.hooks.hubspot_async import HubSpotAsyncHook
+
+    task_id = start(pending_polls=0, processing_polls=50)
+    calls = []
+
+    async def double(self, export_task_id, *, for_wait=False):
+        calls.append((export_task_id, for_wait))
+        return ExportStatus(export_task_id=export_task_id, status="COMPLETE")
+
+    monkeypatch.setattr(HubSpotAsyncHook, "get_export_status", double)
+    (event,) = await asyncio.wait_for(_events(_trigger(task_id)), HANG_GUARD)
+    assert event["status"] == "success" and calls == [(task_id, True)]
+    assert _auth_of_status_polls(sandbox, task_id) == []  # no request: the double answered

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import http.client
 import logging
+import math
 import os
 import queue
 import threading
@@ -118,10 +119,12 @@ def download_export(
                 tid,
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 log=log,
-                checksum=checksum,
+                checksum=None if unzip else checksum,  # unzipping: the members are what lands
             )
             if is_zip(staged.path):
                 check_zip(staged.path)
+            elif unzip and checksum:  # not a ZIP after all: it lands as it is, hashed from disk
+                staged.sha256 = file_sha256(staged.path)
         except BaseException:
             remove_quietly(staged_path)
             raise
@@ -459,11 +462,40 @@ class _HashingBuffers(_Buffer):
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity, which a container's cpuset or ``taskset`` sets)."""
+    """CPUs this process can keep busy: its affinity (a container's cpuset, ``taskset``), capped
+    by a CPU quota (Kubernetes' ``limits.cpu``: the cgroup's ``cpu.max``, or v1's CFS quota)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         return os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
+
+
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # v2: "max 100000", or "50000 100000" (half a CPU)
+CGROUP_V1_QUOTA = "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"  # v1: "-1", or the quota beside ...
+CGROUP_V1_PERIOD = "/sys/fs/cgroup/cpu/cpu.cfs_period_us"  # ... its period
+
+
+def cgroup_cpu_quota() -> float | None:
+    """The CPUs' worth of time this process's cgroup may use (``None``: no quota, or unknown)."""
+
+    def read(path: str) -> str:
+        with open(path) as fh:
+            return fh.read().strip()
+
+    try:
+        quota, period = read(CGROUP_CPU_MAX).split()
+    except (OSError, ValueError):
+        try:
+            quota, period = read(CGROUP_V1_QUOTA), read(CGROUP_V1_PERIOD)
+        except OSError:
+            return None
+    try:
+        cpus = int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):  # "max", or unreadable
+        return None
+    return cpus if cpus > 0 else None  # v1's -1: no quota
 
 
 def buffers_for(checksum: str | None) -> _Buffer:
@@ -471,6 +503,14 @@ def buffers_for(checksum: str | None) -> _Buffer:
     if checksum is None:
         return _Buffer()
     return _HashingBuffers() if usable_cpus() > 1 else _InlineHash()
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def remove_quietly(path: str) -> None:

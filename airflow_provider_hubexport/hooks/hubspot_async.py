@@ -473,6 +473,14 @@ class HubSpotAsyncHook(HttpAsyncHook):
         ``parse_status``). ``task_id=`` is the old name of ``export_task_id`` (deprecated)."""
         return await self._export_status(export_task_id, for_wait)
 
+    def status_poller(self) -> Callable[[str, bool], Awaitable[ExportStatus]]:
+        """What a wait calls per poll, ``(export_task_id, for_wait)``: ``get_export_status``, by
+        the path of one coroutine less when it is this class's own; a subclass's override (or a
+        test's double) is called as it is."""
+        if type(self).get_export_status is _OWN_GET_EXPORT_STATUS:
+            return self._export_status
+        return lambda export_task_id, for_wait: self.get_export_status(export_task_id, for_wait=for_wait)
+
     def _export_status(self, export_task_id: str | int, for_wait: bool = False) -> Awaitable[ExportStatus]:
         """:meth:`get_export_status` as an awaitable of one coroutine less, for the trigger's polls:
         the request and its reader are built once per export (and settings read), not per poll."""
@@ -495,6 +503,9 @@ class HubSpotAsyncHook(HttpAsyncHook):
     async def _export_status_opened(self, export_task_id: str, for_wait: bool) -> ExportStatus:
         async with self:
             return await self._export_status(export_task_id, for_wait)
+
+
+_OWN_GET_EXPORT_STATUS = HubSpotAsyncHook.get_export_status
 
 
 def _status_answer(

@@ -574,7 +574,8 @@ class HubSpotDownloadExportOperator(ReportsLineage, LazyHubSpotHook, LandsExport
     :param filename: a fixed name (stem) for what lands, instead of HubSpot's, which changes with
         every export; HubSpot's extension is kept, and several files get ``-1``, ``-2``... (templated).
     :param checksum: ``"sha256"`` to compute each landed file's SHA-256 into the XCom value, for a
-        manifest or to compare copies downstream. Default None: no digest (``sha256`` is None).
+        manifest or to compare copies downstream (not templated: checked when the DAG is parsed).
+        Default None: no digest (``sha256`` is None).
         HubSpot publishes no checksum to verify against; TLS, the length check and a ZIP's CRC-32s
         (checked on unzip) guard the transfer, and hashing costs about 0.6 s of CPU per GiB.
     """
@@ -699,7 +700,8 @@ class HubSpotExportOperator(LandsExportFiles, WaitsForExport, HubSpotStartExport
 
     Takes the start operator's request arguments, the sensor's waiting arguments (``WaitsForExport``)
     and the download operator's destination arguments (``LandsExportFiles``), declared once and run
-    by the same code. The XCom value is the download's list of ``{"path", "size", "sha256"}``. A
+    by the same code. The XCom value is the download's list of ``{"path", "size", "sha256"}``
+    (``sha256`` None unless ``checksum="sha256"``). A
     retry reconnects to the export already started (running or COMPLETE) rather than starting
     another; after a failed download it only downloads again.
 

@@ -127,8 +127,7 @@ class HubSpotExportTrigger(BaseTrigger):
         state.last_status = self.last_status
         try:
             async with HubSpotAsyncHook(self.hubspot_conn_id, log=self.log) as hook:
-                # get_export_status(export_task_id, for_wait=True), of one coroutine less per poll
-                poll = hook._export_status
+                poll = hook.status_poller()
                 first = True
                 while True:
                     remaining = self._until_deadline()
