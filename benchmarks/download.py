@@ -386,7 +386,9 @@ def run(sizes: list[tuple[int, int]], work: str) -> Section:
         "`HubSpotHook.download_export(task_id, dir)` (one status call for a fresh signed URL, stream in "
         "1 MiB chunks, length check, ZIP check (`landing.check_zip`), rename; no digest unless "
         '`checksum="sha256"`) in a fresh process per run, '
-        "against `curl -sS -o` of the same signed URL, each with both cores, then with it (or curl) pinned "
+        "against `curl -sS -o` of the same signed URL (curl timed from outside, its fork and exec of GNU "
+        "`time` and `taskset` included; ours from inside, its status call included), each with both cores, "
+        "then with it (or curl) pinned "
         f"to CPU {MEASURED_CPU} by `taskset` and the sandbox to CPU {SERVER_CPU}: the one-core figures are "
         "what a task gets on a worker that runs many. Variants interleaved; each timed download (curl's "
         f"and ours, after its imports) begins right after {WARM_MIB:,} MiB of memory was touched and freed, "
@@ -466,6 +468,10 @@ def run(sizes: list[tuple[int, int]], work: str) -> Section:
             finally:
                 shutil.rmtree(workdir)
     _tables(section, sizes, runs, zips, kernel)
+    if not one_core_possible():
+        section.goals.append(
+            ("download on one pinned core", False, "not measured: needs two CPUs and taskset")
+        )
     reporting = page_reporting()
     section.notes.append(
         f"This VM's memory: {reporting or 'no free page reporting found'}. Memory freed more than ~2 s ago "
@@ -538,9 +544,12 @@ def _tables(
             r_time = ratio(ours_s, curl_s)
             time_ok = r_time is not None and r_time <= GOAL_TIME
             add(f"  seconds, {cores}", ours_s, curl_s, n, 2, goal=f"<= {GOAL_TIME}x curl", ok=time_ok)
-            section.goals.append(
-                (f"download time, {mib}, {cores}: <= {GOAL_TIME}x curl", time_ok, show_ratio(r_time))
-            )
+            why = show_ratio(r_time)
+            cold, cold_curl = runs.get((size, "hook-1-cold")), runs.get((size, "curl-1-cold"))
+            if suffix and cold and cold_curl:
+                cold_ratio = ratio(stats([d.seconds for d in cold]), stats([d.seconds for d in cold_curl]))
+                why += f" (without the warm-up: {show_ratio(cold_ratio)})"
+            section.goals.append((f"download time, {mib}, {cores}: <= {GOAL_TIME}x curl", time_ok, why))
             ours_cpu, c_cpu = cpu_of(hook), curl_cpu(curl)
             cpu_ok = True
             r_cpu = ratio(ours_cpu, c_cpu) if c_cpu else None
