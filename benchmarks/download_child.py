@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.check_call(["curl", "-sS", "--fail", "-o", target, curl_url])
         curl_first_s = time.perf_counter() - t
         os.remove(target)
-    procstat.warm_free_memory(int(os.environ.get("BENCH_WARM_MIB") or 0))  # see download.WARM_MIB
+    procstat.warm_page_cache(destination, int(os.environ.get("BENCH_WARM_MIB") or 0))  # see download.WARM_MIB
     gc.collect()
     procstat.reset_peak_rss()
     rss_before = procstat.rss_bytes()
