@@ -21,6 +21,16 @@ from conftest import (
 from airflow_provider_hubexport.hooks.hubspot_async import _SharedSession
 from airflow_provider_hubexport.triggers.export import HubSpotExportTrigger
 
+# An OAuth connection whose access token HubSpot no longer takes: the first call refreshes it.
+STALE_OAUTH = {
+    "password": "stale-oauth-token",
+    "extra": {
+        "client_id": SECRET_CLIENT_ID,
+        "client_secret": SECRET_CLIENT_SECRET,
+        "refresh_token": SECRET_REFRESH_TOKEN,
+    },
+}
+
 
 def _trigger(task_id, **kwargs):
     return HubSpotExportTrigger(export_task_id=task_id, **{"poll_interval": 0.05, **kwargs})
@@ -187,14 +197,7 @@ async def test_concurrent_oauth_refresh_happens_once(sandbox, connect):
     for _ in range(10):
         sandbox.plan_next(pending_polls=0, processing_polls=0)
         ids.append(HubSpotHook().start_export(CONTACTS))
-    connect(
-        password="stale-oauth-token",
-        extra={
-            "client_id": SECRET_CLIENT_ID,
-            "client_secret": SECRET_CLIENT_SECRET,
-            "refresh_token": SECRET_REFRESH_TOKEN,
-        },
-    )
+    connect(**STALE_OAUTH)
     events = await asyncio.gather(*(_events(_trigger(t)) for t in ids))
     assert all(e[0]["status"] == "success" for e in events)
     assert len(sandbox.api_requests("/oauth/v1/token")) == 1
@@ -287,14 +290,7 @@ async def test_token_rotated_mid_wait_is_picked_up_after_the_ttl(sandbox, start,
 
 async def test_oauth_401_mid_wait_refreshes_once_and_resends(sandbox, start, connect):
     task_id = start(pending_polls=0, processing_polls=8)
-    connect(
-        password="stale-oauth-token",
-        extra={
-            "client_id": SECRET_CLIENT_ID,
-            "client_secret": SECRET_CLIENT_SECRET,
-            "refresh_token": SECRET_REFRESH_TOKEN,
-        },
-    )
+    connect(**STALE_OAUTH)
     run = asyncio.ensure_future(_events(_trigger(task_id)))
     await _until(lambda: len(_auth_of_status_polls(sandbox, task_id)) >= 3, "three polls", run)
     assert len(sandbox.api_requests("/oauth/v1/token")) == 1  # the first poll refreshed the stale token
